@@ -1,0 +1,38 @@
+// Token selection interface: an attribution method scores every patch token of each
+// sample ([B, T] relevance, CLS excluded), and the top fraction is kept. Methods are
+// batched and batch-invariant (a sample's scores do not depend on its batch mates).
+#pragma once
+#include <torch/types.h>
+
+#include <memory>
+#include <string>
+
+#include "cts/models/vit.hpp"
+
+namespace cts {
+
+struct TokenSelectorOptions {
+  uint64_t seed = 0;
+  // AtMan (method-notes "atman"): suppression factor, cosine threshold, and the
+  // "rank by similarity to the most relevant token" variant.
+  double atman_factor = 0.1;
+  double atman_kappa = 0.7;
+  bool atman_similarity_rank = false;
+  int64_t atman_chunk = 256;  // perturbed copies per forward batch
+};
+
+class TokenSelector {
+ public:
+  virtual ~TokenSelector() = default;
+  virtual std::string name() const = 0;
+  // Relevance of every patch token: images uint8 [B, C, H, W], targets [B] (head indices of
+  // the class to explain), sample_ids [B] (stable ids, for seeded methods). Returns float [B, T] on CPU.
+  virtual torch::Tensor relevance(VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& targets,
+                                  const torch::Tensor& sample_ids) = 0;
+};
+
+// Positions of the k most relevant tokens of each sample, int64 [B, k], ascending;
+// ties go to the lower token index.
+torch::Tensor top_tokens(const torch::Tensor& relevance, int64_t k);
+
+}  // namespace cts

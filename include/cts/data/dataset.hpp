@@ -1,0 +1,83 @@
+// Datasets as sources of (uint8 image, label) pairs. In-memory datasets (idx, CIFAR,
+// synthetic) hold one uint8 tensor; ImageFolder decodes files on demand with worker
+// threads. Images are always uint8 [C, H, W] at the dataset's final size: what the
+// token buffer stores is exactly what the model was trained on.
+#pragma once
+#include <torch/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace cts {
+
+struct ImageShape {
+  int64_t channels = 1, height = 28, width = 28;
+  int64_t bytes() const { return channels * height * width; }
+  bool operator==(const ImageShape& o) const { return channels == o.channels && height == o.height && width == o.width; }
+};
+
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual std::string name() const = 0;
+  virtual int64_t size() const = 0;
+  virtual ImageShape shape() const = 0;
+  virtual int64_t num_classes() const = 0;
+  // Labels of every sample, int64 [N], in [0, num_classes).
+  virtual const torch::Tensor& labels() const = 0;
+  // uint8 [B, C, H, W] for int64 indices [B].
+  virtual torch::Tensor images(const torch::Tensor& indices) const = 0;
+  // Human-readable class names (defaults to "0", "1", ...).
+  virtual std::vector<std::string> class_names() const;
+};
+
+// A dataset held in memory as one uint8 tensor.
+class TensorDataset : public Dataset {
+ public:
+  TensorDataset(std::string name, torch::Tensor images, torch::Tensor labels, int64_t num_classes,
+                std::vector<std::string> class_names = {});
+  std::string name() const override { return name_; }
+  int64_t size() const override { return images_.size(0); }
+  ImageShape shape() const override;
+  int64_t num_classes() const override { return num_classes_; }
+  const torch::Tensor& labels() const override { return labels_; }
+  torch::Tensor images(const torch::Tensor& indices) const override;
+  std::vector<std::string> class_names() const override;
+  const torch::Tensor& all_images() const { return images_; }
+
+ private:
+  std::string name_;
+  torch::Tensor images_;  // uint8 [N, C, H, W]
+  torch::Tensor labels_;  // int64 [N]
+  int64_t num_classes_;
+  std::vector<std::string> class_names_;
+};
+
+// A view of another dataset restricted to some of its samples (e.g. N per class).
+class SubsetDataset : public Dataset {
+ public:
+  SubsetDataset(std::shared_ptr<const Dataset> base, torch::Tensor indices);
+  std::string name() const override { return base_->name(); }
+  int64_t size() const override { return indices_.size(0); }
+  ImageShape shape() const override { return base_->shape(); }
+  int64_t num_classes() const override { return base_->num_classes(); }
+  const torch::Tensor& labels() const override { return labels_; }
+  torch::Tensor images(const torch::Tensor& indices) const override;
+  std::vector<std::string> class_names() const override { return base_->class_names(); }
+
+ private:
+  std::shared_ptr<const Dataset> base_;
+  torch::Tensor indices_;  // int64 [N] into base
+  torch::Tensor labels_;
+};
+
+// Keeps at most `per_class` samples of each class, chosen by a seeded shuffle
+// (per_class <= 0 keeps everything and returns `base` itself).
+std::shared_ptr<const Dataset> limit_per_class(std::shared_ptr<const Dataset> base, int64_t per_class, uint64_t seed);
+
+// Resizes every image of an in-memory uint8 tensor [N, C, H, W] (bilinear, antialiased).
+torch::Tensor resize_images(const torch::Tensor& images, int64_t height, int64_t width);
+
+}  // namespace cts

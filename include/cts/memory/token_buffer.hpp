@@ -1,0 +1,85 @@
+// The replay memory of core tokensets. Per kept sample it stores its label, task id and
+// only its kept patches as raw uint8 pixels with their uint16 positions; nothing else
+// (optional coreset weights when replay weighting is on). Samples may keep different
+// numbers of tokens. Byte accounting is exact: bytes() is the size of the tensor data that
+// buffer.safetensors holds.
+//
+// File layout (safetensors, readable from Python):
+//   patches   U8  [total_tokens, C, p, p]   kept patches, sample after sample
+//   positions U16 [total_tokens]            row-major patch index of each kept patch
+//   counts    U16 [n]                       tokens kept by each sample
+//   labels    I32 [n]                       dataset class id
+//   tasks     U16 [n]                       task the sample came from
+//   weights   F32 [n]                       only if the buffer was built with weights
+//   __metadata__: patch_size, image_size, channels, num_tokens, strategy, fractions, ...
+#pragma once
+#include <torch/types.h>
+
+#include <filesystem>
+#include <map>
+#include <string>
+
+namespace cts {
+
+struct BufferBatch {
+  torch::Tensor images;     // uint8 [B, C, H, W], missing patches 0 (when requested)
+  torch::Tensor patches;    // uint8 [B, Kmax, C, p, p], padding 0 (when requested)
+  torch::Tensor positions;  // int64 [B, Kmax], -1 = padding
+  torch::Tensor labels;     // int64 [B] dataset class ids
+  torch::Tensor tasks;      // int64 [B]
+  torch::Tensor weights;    // float [B] (ones if the buffer has no weights)
+};
+
+class TokenBuffer {
+ public:
+  TokenBuffer() = default;
+  TokenBuffer(int64_t channels, int64_t image_size, int64_t patch_size);
+
+  // Adds n samples: images uint8 [n, C, H, W], labels [n], positions [n, K] int64 with -1
+  // padding for samples keeping fewer tokens, optional weights [n].
+  void add(const torch::Tensor& images, const torch::Tensor& labels, int64_t task, const torch::Tensor& positions,
+           const torch::Tensor& weights = {});
+
+  int64_t size() const { return labels_.defined() ? labels_.size(0) : 0; }
+  int64_t tokens() const { return positions_.defined() ? positions_.size(0) : 0; }
+  bool empty() const { return size() == 0; }
+  // Exact bytes of the stored tensors (= buffer.safetensors minus its header).
+  int64_t bytes() const;
+  bool has_weights() const { return weights_.defined(); }
+
+  int64_t channels() const { return channels_; }
+  int64_t image_size() const { return image_size_; }
+  int64_t patch_size() const { return patch_size_; }
+  int64_t num_tokens() const { return (image_size_ / patch_size_) * (image_size_ / patch_size_); }
+
+  // Rebuilds samples. `want_images`: full uint8 grids with missing patches 0;
+  // `want_patches`: only the kept patches, padded to the longest sample.
+  BufferBatch gather(const torch::Tensor& indices, bool want_images, bool want_patches) const;
+
+  const torch::Tensor& labels() const { return labels_; }
+  const torch::Tensor& tasks() const { return tasks_; }
+  const torch::Tensor& counts() const { return counts_; }
+  const torch::Tensor& weights() const { return weights_; }
+  const torch::Tensor& patches() const { return patches_; }
+  const torch::Tensor& positions() const { return positions_; }
+
+  std::map<std::string, std::string>& metadata() { return metadata_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+  void save(const std::filesystem::path& path) const;
+  // Loads and validates (shapes, counts vs tokens, positions < T); InputError names the file.
+  static TokenBuffer load(const std::filesystem::path& path);
+
+ private:
+  int64_t channels_ = 0, image_size_ = 0, patch_size_ = 0;
+  torch::Tensor patches_;    // uint8 [total, C, p, p]
+  torch::Tensor positions_;  // int64 [total]
+  torch::Tensor counts_;     // int64 [n]
+  torch::Tensor offsets_;    // int64 [n]: first token of each sample
+  torch::Tensor labels_;     // int64 [n]
+  torch::Tensor tasks_;      // int64 [n]
+  torch::Tensor weights_;    // float [n] or undefined
+  std::map<std::string, std::string> metadata_;
+};
+
+}  // namespace cts

@@ -1,0 +1,169 @@
+// Vision Transformer with timm's parameter names and defaults (pre-norm blocks, LayerNorm
+// eps 1e-6, qkv bias, exact GELU, class-token pooling), so timm weights in .safetensors
+// load as they are. Partial inputs: a sample may keep only some patch tokens, the rest
+// filled as zero embeddings, zero pixels, or dropped from the sequence.
+//
+// Shapes: B batch, C channels, H/W image side, p patch, T = (H/p)(W/p) patch tokens,
+// K kept tokens, N = 1 + T (or 1 + K) sequence length, D width, Hd heads, dh = D / Hd.
+#pragma once
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace cts {
+
+struct ViTConfig {
+  std::string preset = "vit_nano_patch4_28";
+  int64_t img_size = 28, patch_size = 4, in_chans = 1, num_classes = 10;
+  int64_t embed_dim = 64, depth = 4, num_heads = 4;
+  double mlp_ratio = 4.0;
+  bool qkv_bias = true;
+  double ln_eps = 1e-6;
+  std::vector<double> mean{0.5, 0.5, 0.5}, std{0.5, 0.5, 0.5};
+
+  int64_t grid() const { return img_size / patch_size; }
+  int64_t num_patches() const { return grid() * grid(); }
+  int64_t head_dim() const { return embed_dim / num_heads; }
+  int64_t patch_dim() const { return in_chans * patch_size * patch_size; }
+  void validate() const;
+};
+
+std::vector<std::string> vit_preset_names();
+// The named preset; InputError lists the accepted names.
+ViTConfig vit_preset(const std::string& name);
+
+enum class FillMode { ZeroEmbedding, ZeroPixel, Drop };
+FillMode parse_fill_mode(const std::string& name);
+const char* fill_mode_name(FillMode mode);
+
+// Which patch tokens each sample keeps (undefined positions: all of them).
+struct TokenKeep {
+  torch::Tensor positions;  // [B, K] int64 patch indices, -1 = padding (drop mode)
+  FillMode fill = FillMode::ZeroEmbedding;
+  double rescale = 1.0;  // kept token embeddings are multiplied by this (1/(1-p) option)
+};
+
+// Explicit attention for attribution: maps are kept (and their gradients retained),
+// and AtMan-style suppression can scale pre-softmax scores per key column.
+struct AttentionProbe {
+  bool keep_maps = false;
+  bool retain_grad = false;
+  torch::Tensor key_scale;           // optional [B, N]: scores are shifted so each row's min is 0, then multiplied
+  std::vector<torch::Tensor> maps;   // filled: per block [B, Hd, N, N] softmax attention
+  std::vector<torch::Tensor> block_inputs;  // filled when keep_maps: per block input [B, N, D] (for features)
+};
+
+struct ForwardOptions {
+  const TokenKeep* keep = nullptr;
+  AttentionProbe* probe = nullptr;
+};
+
+struct PatchEmbedImpl : torch::nn::Module {
+  PatchEmbedImpl(int64_t in_chans, int64_t embed_dim, int64_t patch);
+  torch::nn::Conv2d proj{nullptr};
+};
+TORCH_MODULE(PatchEmbed);
+
+struct AttentionImpl : torch::nn::Module {
+  AttentionImpl(int64_t dim, int64_t heads, bool qkv_bias);
+  // x [B, N, D]; key_valid [B, N] bool or undefined; returns [B, N, D].
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_valid, AttentionProbe* probe, bool fused);
+  torch::nn::Linear qkv{nullptr}, proj{nullptr};
+  int64_t heads;
+  double scale;
+};
+TORCH_MODULE(Attention);
+
+struct MlpImpl : torch::nn::Module {
+  MlpImpl(int64_t dim, int64_t hidden);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+struct BlockImpl : torch::nn::Module {
+  BlockImpl(const ViTConfig& cfg);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_valid, AttentionProbe* probe, bool fused);
+  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+  Attention attn{nullptr};
+  Mlp mlp{nullptr};
+};
+TORCH_MODULE(Block);
+
+struct VisionTransformerImpl : torch::nn::Module {
+  // Random timm-style initialisation drawn from `seed`.
+  VisionTransformerImpl(const ViTConfig& cfg, uint64_t seed = 0);
+
+  // uint8 images [B, c, H, W] (c = 1 or in_chans) -> normalised float [B, in_chans, H, W]
+  // on the model's device (gray is repeated to 3 channels when the model wants 3).
+  torch::Tensor normalize(const torch::Tensor& images_u8) const;
+  // Patch tokens, int64 positions [B, K]: uint8 patches [B, K, c, p, p] -> normalised float.
+  torch::Tensor normalize_patches(const torch::Tensor& patches_u8) const;
+
+  // Normalised images [B, C, H, W] -> final-norm tokens [B, N, D].
+  torch::Tensor forward_features(const torch::Tensor& x, const ForwardOptions& opt = {});
+  // Kept patches only (drop mode): normalised [B, K, C, p, p] + positions [B, K] (-1 padding).
+  torch::Tensor forward_features_patches(const torch::Tensor& patches, const torch::Tensor& positions,
+                                         const ForwardOptions& opt = {});
+  // CLS token of final-norm tokens [B, N, D] -> [B, D] (the pre-logits features).
+  torch::Tensor pre_logits(const torch::Tensor& tokens) const;
+  // Features -> logits [B, num_classes].
+  torch::Tensor forward_head(const torch::Tensor& tokens);
+  torch::Tensor forward(const torch::Tensor& x, const ForwardOptions& opt = {});
+
+  // Embeds normalised images into the token sequence [B, N, D] (+ key_valid [B, N] in drop mode).
+  std::pair<torch::Tensor, torch::Tensor> embed(const torch::Tensor& x, const TokenKeep* keep);
+  // Embeds normalised kept patches [B, K, C, p, p] at positions [B, K] (-1 padding).
+  std::pair<torch::Tensor, torch::Tensor> embed_patches(const torch::Tensor& patches, const torch::Tensor& positions, double rescale);
+  // Runs the blocks and the final norm.
+  torch::Tensor encode(torch::Tensor tokens, const torch::Tensor& key_valid, AttentionProbe* probe);
+
+  // Replaces the head by one with `num_classes` outputs: rows of the old head are kept,
+  // new rows are taken from `init_rows` ([num_classes, D] weights, biases zero) if given.
+  void resize_head(int64_t num_classes, const torch::Tensor& init_rows = {});
+  int64_t num_classes() const { return head->weight.size(0); }
+  const ViTConfig& config() const { return cfg_; }
+  // Fused (scaled_dot_product_attention) kernels when no maps are needed: auto/fused/explicit.
+  void set_attention_mode(const std::string& mode);
+  bool fused_attention_available() const;
+
+  // Parameters by timm name.
+  std::map<std::string, torch::Tensor> state() const;
+  torch::Device device() const { return cls_token.device(); }
+
+  PatchEmbed patch_embed{nullptr};
+  torch::Tensor cls_token, pos_embed;
+  torch::nn::ModuleList blocks{nullptr};
+  torch::nn::LayerNorm norm{nullptr};
+  torch::nn::Linear head{nullptr};
+
+ private:
+  bool use_fused(const AttentionProbe* probe) const;
+  ViTConfig cfg_;
+  std::string attention_mode_ = "auto";
+  torch::Tensor mean_, std_;  // [C] buffers for normalisation (not parameters)
+};
+TORCH_MODULE(VisionTransformer);
+
+// The seeded timm initialisation of a head with `rows` classes ([rows, D] weights):
+// trunc-normal std 0.02, drawn from its own stream so that growing the head is deterministic.
+torch::Tensor init_head_rows(int64_t rows, int64_t dim, uint64_t seed);
+
+// Weight files ------------------------------------------------------------------------
+
+struct LoadReport {
+  std::vector<std::string> notes;  // e.g. "head re-created: file has 1000 classes, model 10"
+};
+
+// Loads timm-named weights. Adapts what timm adapts: pos_embed resampled (bicubic) to the
+// model's grid, patch_embed.proj summed/repeated over input channels, head re-created on a
+// class-count mismatch. Unknown or missing tensors are errors naming them.
+LoadReport load_vit_weights(VisionTransformer& model, const std::filesystem::path& path);
+// Writes every parameter with timm names (F32) and metadata describing the architecture.
+void save_vit_weights(const VisionTransformer& model, const std::filesystem::path& path,
+                      const std::map<std::string, std::string>& extra_metadata = {});
+
+}  // namespace cts

@@ -1,0 +1,28 @@
+// Token selector registry and top-k selection.
+#include "cts/attribution/registry.hpp"
+
+#include <torch/torch.h>
+
+#include "cts/attribution/random.hpp"
+#include "cts/core/error.hpp"
+
+namespace cts {
+
+std::vector<std::string> token_selector_names() { return {"random"}; }
+
+std::unique_ptr<TokenSelector> make_token_selector(const std::string& name, const TokenSelectorOptions& options) {
+  if (name == "random") return std::make_unique<RandomTokenSelector>(options.seed);
+  throw_input("token selection method '{}' is not known; accepted: {}", name, fmt::join(token_selector_names(), ", "));
+}
+
+torch::Tensor top_tokens(const torch::Tensor& relevance, int64_t k) {
+  TORCH_CHECK(relevance.dim() == 2, "relevance must be [B, T], got ", relevance.sizes());
+  TORCH_CHECK(k >= 1 && k <= relevance.size(1), "cannot keep ", k, " of ", relevance.size(1), " tokens");
+  auto scores = relevance.to(torch::kCPU, torch::kFloat32);
+  TORCH_CHECK(torch::isfinite(scores).all().item<bool>(), "relevance contains NaN or infinite values");
+  // Stable descending sort: equal scores keep index order, so ties go to the lower index.
+  auto order = std::get<1>(torch::sort(scores, /*stable=*/true, /*dim=*/1, /*descending=*/true));
+  return std::get<0>(torch::sort(order.narrow(1, 0, k), 1));
+}
+
+}  // namespace cts

@@ -1,0 +1,84 @@
+// TensorDataset, SubsetDataset and per-class limiting.
+#include "cts/data/dataset.hpp"
+
+#include <torch/torch.h>
+
+#include "cts/core/error.hpp"
+#include "cts/core/rng.hpp"
+
+namespace cts {
+
+std::vector<std::string> Dataset::class_names() const {
+  std::vector<std::string> names;
+  for (int64_t c = 0; c < num_classes(); ++c) names.push_back(std::to_string(c));
+  return names;
+}
+
+TensorDataset::TensorDataset(std::string name, torch::Tensor images, torch::Tensor labels, int64_t num_classes,
+                             std::vector<std::string> class_names)
+    : name_(std::move(name)), images_(std::move(images)), labels_(std::move(labels)), num_classes_(num_classes),
+      class_names_(std::move(class_names)) {
+  TORCH_CHECK(images_.dim() == 4 && images_.scalar_type() == torch::kUInt8, "images must be uint8 [N, C, H, W], got ",
+              images_.sizes(), " ", images_.scalar_type());
+  TORCH_CHECK(labels_.dim() == 1 && labels_.size(0) == images_.size(0), "labels must be [N] with N = ", images_.size(0),
+              ", got ", labels_.sizes());
+  labels_ = labels_.to(torch::kInt64).contiguous();
+  images_ = images_.contiguous();
+}
+
+ImageShape TensorDataset::shape() const { return {images_.size(1), images_.size(2), images_.size(3)}; }
+
+torch::Tensor TensorDataset::images(const torch::Tensor& indices) const { return images_.index_select(0, indices.to(torch::kInt64)); }
+
+std::vector<std::string> TensorDataset::class_names() const {
+  if (static_cast<int64_t>(class_names_.size()) == num_classes_) return class_names_;
+  return Dataset::class_names();
+}
+
+SubsetDataset::SubsetDataset(std::shared_ptr<const Dataset> base, torch::Tensor indices)
+    : base_(std::move(base)), indices_(indices.to(torch::kInt64).contiguous()) {
+  labels_ = base_->labels().index_select(0, indices_);
+}
+
+torch::Tensor SubsetDataset::images(const torch::Tensor& indices) const {
+  return base_->images(indices_.index_select(0, indices.to(torch::kInt64)));
+}
+
+std::shared_ptr<const Dataset> limit_per_class(std::shared_ptr<const Dataset> base, int64_t per_class, uint64_t seed) {
+  if (per_class <= 0) return base;
+  const torch::Tensor& labels = base->labels();
+  std::vector<torch::Tensor> keep;
+  bool limited = false;
+  for (int64_t c = 0; c < base->num_classes(); ++c) {
+    torch::Tensor idx = (labels == c).nonzero().flatten();
+    if (idx.size(0) > per_class) {
+      auto gen = make_generator(seed, "limit_per_class", {c});
+      idx = idx.index_select(0, torch::randperm(idx.size(0), gen, torch::kInt64).narrow(0, 0, per_class));
+      limited = true;
+    }
+    keep.push_back(idx);
+  }
+  if (!limited) return base;
+  torch::Tensor all = std::get<0>(torch::sort(torch::cat(keep)));
+  return std::make_shared<SubsetDataset>(base, all);
+}
+
+torch::Tensor resize_images(const torch::Tensor& images, int64_t height, int64_t width) {
+  TORCH_CHECK(images.dim() == 4, "images must be [N, C, H, W], got ", images.sizes());
+  if (images.size(2) == height && images.size(3) == width) return images;
+  namespace F = torch::nn::functional;
+  std::vector<torch::Tensor> out;
+  const int64_t chunk = 1024;
+  for (int64_t i = 0; i < images.size(0); i += chunk) {
+    auto part = images.narrow(0, i, std::min(chunk, images.size(0) - i)).to(torch::kFloat32);
+    auto r = F::interpolate(part, F::InterpolateFuncOptions()
+                                      .size(std::vector<int64_t>{height, width})
+                                      .mode(torch::kBilinear)
+                                      .align_corners(false)
+                                      .antialias(height < images.size(2) || width < images.size(3)));
+    out.push_back(r.round().clamp(0, 255).to(torch::kUInt8));
+  }
+  return torch::cat(out);
+}
+
+}  // namespace cts

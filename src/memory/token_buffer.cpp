@@ -1,0 +1,172 @@
+// Token buffer storage, gathering for replay, and safetensors persistence.
+#include "cts/memory/token_buffer.hpp"
+
+#include <torch/torch.h>
+
+#include "cts/core/error.hpp"
+#include "cts/core/format.hpp"
+#include "cts/core/safetensors.hpp"
+#include "cts/data/patches.hpp"
+
+namespace cts {
+namespace {
+torch::Tensor cat_defined(const torch::Tensor& a, const torch::Tensor& b) { return a.defined() ? torch::cat({a, b}) : b; }
+}  // namespace
+
+TokenBuffer::TokenBuffer(int64_t channels, int64_t image_size, int64_t patch_size)
+    : channels_(channels), image_size_(image_size), patch_size_(patch_size) {
+  TORCH_CHECK(channels > 0 && patch_size > 0 && image_size % patch_size == 0, "buffer: image size ", image_size,
+              " must be a multiple of patch size ", patch_size);
+  TORCH_CHECK(num_tokens() <= 65536, "buffer: ", num_tokens(), " tokens per image exceed uint16 positions");
+}
+
+void TokenBuffer::add(const torch::Tensor& images, const torch::Tensor& labels, int64_t task, const torch::Tensor& positions,
+                      const torch::Tensor& weights) {
+  TORCH_CHECK(images.dim() == 4 && images.scalar_type() == torch::kUInt8 && images.size(1) == channels_ &&
+                  images.size(2) == image_size_ && images.size(3) == image_size_,
+              "buffer.add: images must be uint8 [n, ", channels_, ", ", image_size_, ", ", image_size_, "], got ", images.sizes());
+  const int64_t n = images.size(0);
+  TORCH_CHECK(labels.numel() == n && positions.dim() == 2 && positions.size(0) == n, "buffer.add: labels [n] and positions [n, K] needed");
+  TORCH_CHECK(task >= 0 && task < 65536, "buffer.add: task id ", task, " does not fit uint16");
+  TORCH_CHECK(weights.defined() == has_weights() || empty(), "buffer.add: all samples must have weights or none");
+  if (n == 0) return;
+  auto pos = positions.to(torch::kCPU, torch::kInt64);
+  TORCH_CHECK(pos.max().item<int64_t>() < num_tokens(), "buffer.add: position out of range [0, ", num_tokens(), ")");
+  auto valid = pos >= 0;
+  auto counts = valid.sum(1);  // [n]
+  TORCH_CHECK(counts.min().item<int64_t>() >= 1, "buffer.add: every sample must keep at least one token");
+  auto all = patchify(images.cpu(), patch_size_);  // [n, T, C, p, p]
+  // Keep each sample's valid positions in ascending order.
+  auto sorted = std::get<0>(torch::sort(torch::where(valid, pos, torch::full_like(pos, num_tokens())), 1));
+  auto sorted_valid = sorted < num_tokens();
+  auto rows = torch::arange(n, torch::kInt64).unsqueeze(1).expand_as(sorted).masked_select(sorted_valid);
+  auto cols = sorted.masked_select(sorted_valid);
+  auto kept = all.reshape({n * num_tokens(), channels_, patch_size_, patch_size_}).index_select(0, rows * num_tokens() + cols);
+  const int64_t base = tokens();
+  auto offsets = torch::cumsum(counts, 0) - counts + base;
+  patches_ = cat_defined(patches_, kept.contiguous());
+  positions_ = cat_defined(positions_, cols);
+  counts_ = cat_defined(counts_, counts);
+  offsets_ = cat_defined(offsets_, offsets);
+  labels_ = cat_defined(labels_, labels.to(torch::kCPU, torch::kInt64).flatten());
+  tasks_ = cat_defined(tasks_, torch::full({n}, task, torch::kInt64));
+  if (weights.defined()) weights_ = cat_defined(weights_, weights.to(torch::kCPU, torch::kFloat32).flatten());
+}
+
+int64_t TokenBuffer::bytes() const {
+  const int64_t n = size(), t = tokens();
+  const int64_t patch_bytes = t * channels_ * patch_size_ * patch_size_;
+  return patch_bytes + 2 * t /*positions U16*/ + 2 * n /*counts U16*/ + 4 * n /*labels I32*/ + 2 * n /*tasks U16*/ +
+         (has_weights() ? 4 * n : 0);
+}
+
+BufferBatch TokenBuffer::gather(const torch::Tensor& indices, bool want_images, bool want_patches) const {
+  auto idx = indices.to(torch::kCPU, torch::kInt64).flatten();
+  const int64_t B = idx.size(0), T = num_tokens(), C = channels_, p = patch_size_;
+  TORCH_CHECK(B == 0 || (idx.min().item<int64_t>() >= 0 && idx.max().item<int64_t>() < size()), "buffer.gather: index out of range");
+  BufferBatch out;
+  out.labels = labels_.index_select(0, idx);
+  out.tasks = tasks_.index_select(0, idx);
+  out.weights = has_weights() ? weights_.index_select(0, idx) : torch::ones({B}, torch::kFloat32);
+  auto counts = counts_.index_select(0, idx);
+  auto offsets = offsets_.index_select(0, idx);
+  const int64_t kmax = B ? counts.max().item<int64_t>() : 0;
+  // Token j of sample b lives at offsets[b] + j for j < counts[b].
+  auto j = torch::arange(kmax, torch::kInt64).unsqueeze(0).expand({B, kmax});
+  auto valid = j < counts.unsqueeze(1);
+  auto src = (offsets.unsqueeze(1) + j).masked_select(valid);                   // [total]
+  auto b_of = torch::arange(B, torch::kInt64).unsqueeze(1).expand({B, kmax}).masked_select(valid);
+  auto j_of = j.masked_select(valid);
+  auto token_pos = positions_.index_select(0, src);
+  out.positions = torch::full({B, kmax}, -1, torch::kInt64);
+  out.positions.view({-1}).index_copy_(0, b_of * kmax + j_of, token_pos);
+  auto kept = patches_.index_select(0, src);  // [total, C, p, p]
+  if (want_patches) {
+    out.patches = torch::zeros({B * kmax, C, p, p}, torch::kUInt8);
+    out.patches.index_copy_(0, b_of * kmax + j_of, kept);
+    out.patches = out.patches.view({B, kmax, C, p, p});
+  }
+  if (want_images) {
+    auto grid = torch::zeros({B * T, C, p, p}, torch::kUInt8);
+    grid.index_copy_(0, b_of * T + token_pos, kept);
+    out.images = unpatchify(grid.view({B, T, C, p, p}), image_size_ / p, image_size_ / p);
+  }
+  return out;
+}
+
+void TokenBuffer::save(const std::filesystem::path& path) const {
+  std::vector<SafetensorsTensor> t;
+  const int64_t C = channels_, p = patch_size_;
+  t.push_back({"patches", patches_.defined() ? patches_ : torch::zeros({0, C, p, p}, torch::kUInt8), ""});
+  t.push_back({"positions", positions_.defined() ? positions_ : torch::zeros({0}, torch::kInt64), "U16"});
+  t.push_back({"counts", counts_.defined() ? counts_ : torch::zeros({0}, torch::kInt64), "U16"});
+  t.push_back({"labels", (labels_.defined() ? labels_ : torch::zeros({0}, torch::kInt64)).to(torch::kInt32), ""});
+  t.push_back({"tasks", tasks_.defined() ? tasks_ : torch::zeros({0}, torch::kInt64), "U16"});
+  if (has_weights()) t.push_back({"weights", weights_, ""});
+  auto meta = metadata_;
+  meta["format"] = "cts-token-buffer-v1";
+  meta["patch_size"] = std::to_string(patch_size_);
+  meta["image_size"] = std::to_string(image_size_);
+  meta["channels"] = std::to_string(channels_);
+  meta["num_tokens"] = std::to_string(num_tokens());
+  meta["samples"] = std::to_string(size());
+  meta["tokens"] = std::to_string(tokens());
+  meta["bytes"] = std::to_string(bytes());
+  save_safetensors(path, t, meta);
+}
+
+TokenBuffer TokenBuffer::load(const std::filesystem::path& path) {
+  auto f = load_safetensors(path);
+  const std::string where = path.string();
+  auto meta_int = [&](const char* key) -> int64_t {
+    const std::string& v = f.meta(key);
+    try {
+      size_t used = 0;
+      const long long x = std::stoll(v, &used);
+      if (used != v.size() || x <= 0) throw std::invalid_argument("");
+      return x;
+    } catch (const std::exception&) {
+      throw_input("{}: metadata {} = '{}' is not a positive integer", where, key, v);
+    }
+  };
+  const int64_t C = meta_int("channels"), S = meta_int("image_size"), p = meta_int("patch_size");
+  if (S % p != 0 || (C != 1 && C != 3)) throw_input("{}: metadata image_size {}, patch_size {}, channels {} are inconsistent", where, S, p, C);
+  TokenBuffer b(C, S, p);
+  const auto& patches = f.at("patches");
+  const auto& positions = f.at("positions");
+  const auto& counts = f.at("counts");
+  const auto& labels = f.at("labels");
+  const auto& tasks = f.at("tasks");
+  if (patches.scalar_type() != torch::kUInt8 || patches.dim() != 4 || patches.size(1) != C || patches.size(2) != p || patches.size(3) != p) {
+    throw_input("{}: patches must be U8 [tokens, {}, {}, {}], found {} {}", where, C, p, p, shape_str(patches.sizes()), c10::toString(patches.scalar_type()));
+  }
+  const int64_t total = patches.size(0);
+  if (positions.dim() != 1 || positions.size(0) != total) throw_input("{}: positions must be [{}] like patches, found {}", where, total, shape_str(positions.sizes()));
+  const int64_t n = labels.numel();
+  if (labels.dim() != 1 || counts.dim() != 1 || tasks.dim() != 1 || counts.size(0) != n || tasks.size(0) != n) {
+    throw_input("{}: labels, counts and tasks must all be [n]; found {}, {}, {}", where, shape_str(labels.sizes()),
+                shape_str(counts.sizes()), shape_str(tasks.sizes()));
+  }
+  const auto c64 = counts.to(torch::kInt64);
+  if (n > 0 && (c64.min().item<int64_t>() < 1 || c64.max().item<int64_t>() > b.num_tokens())) throw_input("{}: counts must be in [1, {}]", where, b.num_tokens());
+  if (c64.sum().item<int64_t>() != total) throw_input("{}: counts sum to {} but there are {} patches", where, c64.sum().item<int64_t>(), total);
+  if (total > 0 && positions.max().item<int64_t>() >= b.num_tokens()) throw_input("{}: a position exceeds the {} tokens of an image", where, b.num_tokens());
+  if (n > 0 && labels.min().item<int64_t>() < 0) throw_input("{}: negative label", where);
+  if (n > 0) {
+    b.patches_ = patches.contiguous();
+    b.positions_ = positions.to(torch::kInt64);
+    b.counts_ = c64;
+    b.offsets_ = torch::cumsum(c64, 0) - c64;
+    b.labels_ = labels.to(torch::kInt64);
+    b.tasks_ = tasks.to(torch::kInt64);
+    if (f.contains("weights")) {
+      const auto& w = f.at("weights");
+      if (w.dim() != 1 || w.size(0) != n || w.scalar_type() != torch::kFloat32) throw_input("{}: weights must be F32 [{}]", where, n);
+      b.weights_ = w;
+    }
+  }
+  for (const auto& [k, v] : f.metadata) b.metadata_[k] = v;
+  return b;
+}
+
+}  // namespace cts
