@@ -23,9 +23,10 @@ demo: build
 	rm -rf runs/quickstart
 	$(BUILD)/cts run configs/quickstart.yaml --out runs/quickstart
 
-# The CI suite: unit tests and the independent Python references (labels unit, python).
+# The CI suite: unit tests, the independent Python references and the quickstart
+# acceptance run (labels unit, python, e2e).
 test: build
-	cd $(BUILD) && ctest -L "unit|python" -j $(CTEST_JOBS) --output-on-failure
+	cd $(BUILD) && ctest -L "unit|python|e2e" -j $(CTEST_JOBS) --output-on-failure
 
 # End-to-end runs on Fashion-MNIST (label slow): the quickstart acceptance check.
 test-slow: build
