@@ -99,6 +99,10 @@ void visit_config(Config& c, V&& v) {
   v(c.memory.target, Field{"memory.target", "Class that attribution explains: label (true label) or predicted.", one_of({"label", "predicted"})});
   v(c.memory.use_weights, Field{"memory.use_weights", "Weight the replay loss of each stored sample by its coreset weight (CRAIG cluster size, GradMatch weight).", nullptr});
   v(c.memory.selection_batch_size, Field{"memory.selection_batch_size", "Batch size for attribution during memory selection.", nullptr, 1});
+  v(c.memory.atman_factor, Field{"memory.atman_factor", "AtMan: factor f multiplying the (row-min shifted) pre-softmax scores of the suppressed token's key column (0.1 suppresses to 10 %).", nullptr, 0.0, 0.999999});
+  v(c.memory.atman_kappa, Field{"memory.atman_kappa", "AtMan: tokens whose patch embeddings have cosine similarity >= kappa with the suppressed token are suppressed too, with factor (1-f)(1-cos)+f.", nullptr, 0.0, 1.0});
+  v(c.memory.atman_similarity_rank, Field{"memory.atman_similarity_rank", "AtMan: rank tokens by cosine similarity to the single most relevant token (the paper's appendix variant).", nullptr});
+  v(c.memory.atman_chunk, Field{"memory.atman_chunk", "AtMan: perturbed image copies per forward batch (memory vs. speed).", nullptr, 1});
 
   v(c.output.dir, Field{"output.dir", "Run folder; empty: runs/<config file name>."});
   v(c.output.progress, Field{"output.progress", "Progress output: auto (a bar on a terminal, periodic lines otherwise), bar, lines, none.", one_of({"auto", "bar", "lines", "none"})});

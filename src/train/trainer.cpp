@@ -182,6 +182,10 @@ void Trainer::setup() {
   coreset_ = make_sample_selector(cfg_.memory.coreset);
   TokenSelectorOptions topt;
   topt.seed = static_cast<uint64_t>(cfg_.seed);
+  topt.atman_factor = cfg_.memory.atman_factor;
+  topt.atman_kappa = cfg_.memory.atman_kappa;
+  topt.atman_similarity_rank = cfg_.memory.atman_similarity_rank;
+  topt.atman_chunk = cfg_.memory.atman_chunk;
   token_selector_ = make_token_selector(cfg_.memory.tokens, topt);
   const auto shape = data_.train->shape();
   buffer_ = TokenBuffer(shape.channels, shape.height, vcfg.patch_size);

@@ -83,6 +83,10 @@ struct MemoryConfig {
   std::string target = "label";         // label | predicted
   bool use_weights = false;
   int64_t selection_batch_size = 64;
+  double atman_factor = 0.1;         // AtMan suppression factor f
+  double atman_kappa = 0.7;          // AtMan cosine threshold for conceptually similar tokens
+  bool atman_similarity_rank = false;  // rank by similarity to the most relevant token
+  int64_t atman_chunk = 256;         // perturbed copies per forward batch
 };
 
 struct OutputConfig {
