@@ -3,15 +3,25 @@
 
 #include <torch/torch.h>
 
+#include "cts/attribution/atman.hpp"
+#include "cts/attribution/chefer_generic.hpp"
+#include "cts/attribution/gradcam.hpp"
+#include "cts/attribution/gradlrp.hpp"
 #include "cts/attribution/random.hpp"
+#include "cts/attribution/rollout.hpp"
 #include "cts/core/error.hpp"
 
 namespace cts {
 
-std::vector<std::string> token_selector_names() { return {"random"}; }
+std::vector<std::string> token_selector_names() { return {"random", "rollout", "gradcam", "gradlrp", "chefer-generic", "atman"}; }
 
 std::unique_ptr<TokenSelector> make_token_selector(const std::string& name, const TokenSelectorOptions& options) {
   if (name == "random") return std::make_unique<RandomTokenSelector>(options.seed);
+  if (name == "rollout") return std::make_unique<RolloutTokenSelector>();
+  if (name == "gradcam") return std::make_unique<GradCamTokenSelector>();
+  if (name == "gradlrp") return std::make_unique<GradLrpTokenSelector>();
+  if (name == "chefer-generic") return std::make_unique<CheferGenericTokenSelector>();
+  if (name == "atman") return std::make_unique<AtmanTokenSelector>(options);
   throw_input("token selection method '{}' is not known; accepted: {}", name, fmt::join(token_selector_names(), ", "));
 }
 
