@@ -7,14 +7,20 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <sstream>
 #include <unistd.h>
 
+#include "cts/attribution/explain.hpp"
+#include "cts/attribution/registry.hpp"
 #include "cts/core/config.hpp"
+#include "cts/core/fs.hpp"
+#include "cts/data/image_codec.hpp"
 #include "cts/core/error.hpp"
 #include "cts/core/safetensors.hpp"
 #include "cts/data/registry.hpp"
 #include "cts/memory/token_buffer.hpp"
 #include "cts/report/console.hpp"
+#include "cts/report/overlay.hpp"
 #include "cts/train/trainer.hpp"
 
 namespace {
@@ -110,6 +116,104 @@ int cmd_buffer_inspect(const std::string& file, bool as_json) {
   return 0;
 }
 
+int cmd_buffer_render(const std::string& file, const std::string& out_dir, int64_t limit, int64_t scale) {
+  if (out_dir.empty()) throw cts::InputError("cts buffer render needs --out DIR");
+  auto buffer = cts::TokenBuffer::load(file);
+  const int64_t n = cts::render_buffer(buffer, out_dir, limit, scale);
+  std::cout << fmt::format("wrote {} partial images of {} ({} samples) to {}/ (+ grid.png)\n", n, file, buffer.size(), out_dir);
+  return 0;
+}
+
+struct ExplainArgs {
+  std::string weights, run_dir, preset, image, dataset, root, split = "test", methods = "rollout,gradcam,gradlrp,chefer-generic,atman,random";
+  std::string target = "auto", out, scores;
+  int64_t index = -1;
+  double token_fraction = 0.2;
+  double atman_factor = 0.1, atman_kappa = 0.7;
+};
+
+int cmd_explain(const ExplainArgs& a) {
+  namespace fs = std::filesystem;
+  if (a.out.empty() && a.scores.empty()) throw cts::InputError("cts explain needs --out FIGURE.png and/or --scores SCORES.json");
+  std::string weights = a.weights;
+  cts::Config run_config;
+  bool have_run_config = false;
+  if (!a.run_dir.empty()) {
+    if (!weights.empty()) throw cts::InputError("cts explain: give --weights or --run, not both");
+    weights = (fs::path(a.run_dir) / "model.safetensors").string();
+    if (fs::exists(fs::path(a.run_dir) / "config.yaml")) {
+      run_config = cts::load_config((fs::path(a.run_dir) / "config.yaml").string(), {});
+      have_run_config = true;
+    }
+  }
+  if (weights.empty()) throw cts::InputError("cts explain needs --weights MODEL.safetensors or --run RUN_DIR");
+  if (!fs::exists(weights)) throw cts::InputError(fmt::format("{}: no such weights file", weights));
+  auto lm = cts::load_model_for_inference(weights, a.preset);
+  for (const auto& n : lm.notes) std::cerr << "cts: " << n << "\n";
+  const auto& mc = lm.model->config();
+
+  cts::ExplainRequest rq;
+  if (!a.image.empty() == (a.index >= 0)) throw cts::InputError("cts explain needs exactly one of --image FILE or --index N (with --dataset or --run)");
+  if (!a.image.empty()) {
+    if (!fs::exists(a.image)) throw cts::InputError(fmt::format("{}: no such image file", a.image));
+    auto img = cts::read_image(a.image, mc.in_chans == 1 ? 1 : 3);
+    if (img.size(1) != mc.img_size || img.size(2) != mc.img_size) img = cts::resize_center_crop(img, mc.img_size, 1.0);
+    rq.image = img;
+    rq.sample_id = 0;
+  } else {
+    cts::DataConfig data;
+    if (!a.dataset.empty()) {
+      data.name = a.dataset;
+      data.root = a.root;
+    } else if (have_run_config) {
+      data = run_config.data;
+    } else {
+      throw cts::InputError("cts explain --index N needs --dataset NAME (see `cts datasets`) or --run RUN_DIR");
+    }
+    if (!a.root.empty()) data.root = a.root;
+    if (data.image_size == 0) data.image_size = mc.img_size;
+    if (a.split != "train" && a.split != "test") throw cts::InputError(fmt::format("cts explain --split {}: accepted: train, test", a.split));
+    auto splits = cts::open_dataset(data, mc.patch_size, have_run_config ? static_cast<uint64_t>(run_config.seed) : 0);
+    auto ds = a.split == "train" ? splits.train : splits.test;
+    if (a.index >= ds->size()) throw cts::InputError(fmt::format("cts explain --index {}: the {} split of {} has {} images (0..{})", a.index, a.split, data.name, ds->size(), ds->size() - 1));
+    auto idx = torch::tensor({a.index}, torch::kInt64);
+    rq.image = ds->images(idx)[0];
+    if (rq.image.size(1) != mc.img_size) throw cts::InputError(fmt::format("{} images are {}x{}, the model takes {}x{}", data.name, rq.image.size(1), rq.image.size(2), mc.img_size, mc.img_size));
+    rq.label = ds->labels()[a.index].item<int64_t>();
+    rq.sample_id = a.index;
+  }
+  std::stringstream ss(a.methods);
+  for (std::string m; std::getline(ss, m, ',');) {
+    if (m.empty()) continue;
+    const auto names = cts::token_selector_names();
+    if (std::find(names.begin(), names.end(), m) == names.end()) {
+      throw cts::InputError(fmt::format("cts explain --methods: '{}' is not a method; accepted: {}", m, fmt::join(names, ", ")));
+    }
+    rq.methods.push_back(m);
+  }
+  rq.token_fraction = a.token_fraction;
+  rq.target = a.target;
+  rq.options.atman_factor = a.atman_factor;
+  rq.options.atman_kappa = a.atman_kappa;
+  auto e = cts::explain_image(lm, rq);
+  std::cout << fmt::format("explaining head class {} ({}), predicted {} (p = {:.3f}); keeping {} of {} tokens\n", e.target, e.target_source,
+                           e.predicted, e.probabilities[e.predicted].item<double>(), e.kept_tokens, mc.num_patches());
+  for (const auto& m : e.methods) {
+    auto kept = m.kept.to(torch::kInt64).contiguous();
+    std::cout << fmt::format("  {:<15} {:8.1f} ms   kept {}\n", m.method, m.seconds * 1e3,
+                             fmt::join(std::vector<int64_t>(kept.data_ptr<int64_t>(), kept.data_ptr<int64_t>() + kept.numel()), " "));
+  }
+  if (!a.out.empty()) {
+    cts::write_png(a.out, cts::explanation_figure(rq.image, e, mc.patch_size));
+    std::cout << "wrote " << a.out << "\n";
+  }
+  if (!a.scores.empty()) {
+    cts::write_file_atomic(a.scores, cts::explanation_json(lm, e));
+    std::cout << "wrote " << a.scores << "\n";
+  }
+  return 0;
+}
+
 int cmd_datasets() {
   std::cout << fmt::format("{:<16} {:<36} {}\n", "name", "default root", "status / format");
   for (const auto& d : cts::dataset_catalog()) {
@@ -155,13 +259,39 @@ int main(int argc, char** argv) {
   run->add_option("--progress", progress, "bar | lines | none | auto")->check(CLI::IsMember({"bar", "lines", "none", "auto"}));
   run->add_option("--stop-after-steps", stop_after_steps, "Stop with a checkpoint after this many steps (testing resume)")->group("");
 
-  auto* buffer = app.add_subcommand("buffer", "Inspect a token buffer (buffer.safetensors)");
+  auto* buffer = app.add_subcommand("buffer", "Inspect or render a token buffer (buffer.safetensors)");
   buffer->require_subcommand(1);
   auto* inspect = buffer->add_subcommand("inspect", "Summarise a buffer file");
   std::string buffer_file;
   bool as_json = false;
   inspect->add_option("file", buffer_file, "buffer.safetensors")->required();
   inspect->add_flag("--json", as_json, "Print JSON");
+
+  auto* render = buffer->add_subcommand("render", "Write the stored partial images of a buffer as PNGs");
+  std::string render_out;
+  int64_t render_limit = 64, render_scale = 0;
+  render->add_option("file", buffer_file, "buffer.safetensors")->required();
+  render->add_option("--out", render_out, "Folder for the PNGs")->required();
+  render->add_option("--limit", render_limit, "Render the first N samples (0: all)")->capture_default_str();
+  render->add_option("--scale", render_scale, "Integer upscaling (0: to at least 112 px)")->capture_default_str();
+
+  auto* explain = app.add_subcommand("explain", "Score an image's tokens with attribution methods; write a figure and the scores");
+  ExplainArgs ex;
+  explain->add_option("--weights", ex.weights, "Model weights (.safetensors, timm names)");
+  explain->add_option("--run", ex.run_dir, "A cts run folder (uses its model.safetensors and config.yaml)");
+  explain->add_option("--preset", ex.preset, "Architecture (default: the file's cts.preset metadata)");
+  explain->add_option("--image", ex.image, "A PNG or JPEG image (resized to the model's input)");
+  explain->add_option("--dataset", ex.dataset, "Dataset name (see `cts datasets`), with --index");
+  explain->add_option("--root", ex.root, "Dataset root folder (default: the dataset's default)");
+  explain->add_option("--split", ex.split, "train | test")->capture_default_str();
+  explain->add_option("--index", ex.index, "Image index in the dataset split");
+  explain->add_option("--methods", ex.methods, "Comma-separated token methods")->capture_default_str();
+  explain->add_option("--token-fraction", ex.token_fraction, "Fraction of tokens to keep")->capture_default_str();
+  explain->add_option("--target", ex.target, "auto | label | predicted | a head index")->capture_default_str();
+  explain->add_option("--atman-factor", ex.atman_factor, "AtMan suppression factor")->capture_default_str();
+  explain->add_option("--atman-kappa", ex.atman_kappa, "AtMan cosine threshold")->capture_default_str();
+  explain->add_option("--out", ex.out, "Figure (PNG): image, heat map and kept patches per method");
+  explain->add_option("--scores", ex.scores, "Raw scores (JSON)");
 
   auto* datasets = app.add_subcommand("datasets", "List the datasets cts knows and whether they are present here");
 
@@ -180,6 +310,8 @@ int main(int argc, char** argv) {
   try {
     if (run->parsed()) return cmd_run(config_path, sets, out, resume, device, progress, stop_after_steps);
     if (inspect->parsed()) return cmd_buffer_inspect(buffer_file, as_json);
+    if (render->parsed()) return cmd_buffer_render(buffer_file, render_out, render_limit, render_scale);
+    if (explain->parsed()) return cmd_explain(ex);
     if (datasets->parsed()) return cmd_datasets();
     if (keys->parsed()) return cmd_config_keys(markdown);
   } catch (const cts::InputError& e) {
