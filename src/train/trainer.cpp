@@ -190,8 +190,8 @@ void Trainer::setup() {
   const auto shape = data_.train->shape();
   buffer_ = TokenBuffer(shape.channels, shape.height, vcfg.patch_size);
   buffer_.metadata() = {{"strategy", cfg_.memory.strategy},
-                        {"coreset", cfg_.memory.coreset},
-                        {"tokens", cfg_.memory.tokens},
+                        {"coreset_method", cfg_.memory.coreset},
+                        {"token_method", cfg_.memory.tokens},
                         {"fill", cfg_.memory.fill},
                         {"sample_fraction", fmt::format("{}", fractions_.sample_fraction)},
                         {"token_fraction", fmt::format("{}", fractions_.token_fraction)},

@@ -13,7 +13,11 @@
 #include "cts/core/error.hpp"
 #include "cts/core/safetensors.hpp"
 #include "cts/data/synthetic.hpp"
+#include "cts/core/config.hpp"
+#include "cts/memory/token_buffer.hpp"
+#include "cts/report/console.hpp"
 #include "cts/train/optimizer.hpp"
+#include "cts/train/trainer.hpp"
 #include "test_util.hpp"
 
 using namespace cts;
@@ -294,4 +298,39 @@ TEST(Attribution, FindsTheDecisivePatch) {
   auto random = make_token_selector("random", {})->relevance(m, images, labels, idx);
   const double chance = (std::get<1>(random.topk(3, 1)) == truth.view({-1, 1})).any(1).to(torch::kFloat64).mean().item<double>();
   EXPECT_LT(chance, 0.4);  // 3 of 16 patches: ~19 %
+}
+
+// ------------------------------------------------ every method inside `cts run`
+
+TEST(Attribution, EveryMethodRunsInCoreTokensAndCoreTokenset) {
+  TempDir dir;
+  Console::get().set_quiet(true);
+  std::map<std::string, torch::Tensor> positions;
+  for (const std::string& method : {"random", "rollout", "gradcam", "gradlrp", "chefer-generic", "atman"}) {
+    for (const std::string& strategy : {"core-tokens", "core-tokenset"}) {
+      auto c = parse_config(
+          "seed: 2\nthreads: 1\ndata: {name: synthetic, tasks: 2, num_classes: 4, train_per_class: 20, test_per_class: 5}\n"
+          "model: {preset: vit_nano_patch4_28, embed_dim: 32, depth: 2, num_heads: 2}\n"
+          "train: {epochs: 1, batch_size: 16, replay_batch_size: 16, warmup_steps: 1}\n"
+          "memory: {strategy: " + strategy + ", retention: 0.25, tokens: " + method + "}\noutput: {progress: none, save_model: false}\n",
+          "test", {});
+      c.name = "t";
+      RunOptions o;
+      o.out_dir = dir / (method + "-" + strategy);
+      auto s = run_experiment(c, o);
+      ASSERT_TRUE(s.completed) << method << " " << strategy;
+      auto buf = TokenBuffer::load(dir / (method + "-" + strategy) / "buffer.safetensors");
+      EXPECT_EQ(buf.metadata().at("token_method"), method);
+      const int64_t samples = strategy == "core-tokens" ? 80 : 4 * 10;  // 4 classes: s = 1 or s = 0.5 of 20 per class
+      const int64_t k = strategy == "core-tokens" ? 12 : 25;                // round(0.25 * 49) or round(0.5 * 49)
+      EXPECT_EQ(buf.size(), samples) << method << " " << strategy;
+      EXPECT_EQ(buf.tokens(), samples * k) << method << " " << strategy;
+      if (strategy == "core-tokens") positions[method] = buf.positions();
+    }
+  }
+  Console::get().set_quiet(false);
+  // The methods really chose: none keeps the same tokens as random (nor as each other, mostly).
+  for (const auto& [m, pos] : positions) {
+    if (m != "random") EXPECT_FALSE(torch::equal(pos, positions.at("random"))) << m;
+  }
 }
