@@ -167,7 +167,7 @@ def gradlrp(model, x, targets):
     w, D, H = model.w, model.D, model.H
     B, N = x.shape[0], maps[0].shape[-1]
     dh = D // H
-    r = F.one_hot(targets, logits.shape[1]).double()
+    r = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
     r_cls = lrp_linear(model.cls, w["head.weight"], r)
     R = torch.zeros(B, N, D)
     R[:, 0] = r_cls
