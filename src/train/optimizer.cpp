@@ -37,6 +37,36 @@ void Optimizer::step(double lr) {
   const double b1 = opt_.beta1, b2 = opt_.beta2, wd = opt_.weight_decay;
   const double bc1 = 1.0 - std::pow(b1, double(step_));
   const double bc2 = 1.0 - std::pow(b2, double(step_));
+  if (opt_.foreach && opt_.kind != "sgd") {
+    // Multi-tensor path: the same element-wise operations in the same order as the loop
+    // below (so the results are identical), issued as one kernel per operation over all
+    // parameters instead of one per parameter (what matters on a GPU).
+    std::vector<torch::Tensor> P, G, M, V, decayed;
+    for (auto& s : slots_) {
+      const auto& g0 = s.param.grad();
+      if (!g0.defined()) continue;
+      P.push_back(s.param);
+      M.push_back(s.m);
+      V.push_back(s.v);
+      if (s.decay && wd > 0 && opt_.kind == "adam") {
+        G.push_back(g0 + wd * s.param);
+      } else {
+        G.push_back(g0);
+      }
+      if (s.decay && wd > 0 && opt_.kind == "adamw") decayed.push_back(s.param);
+    }
+    if (P.empty()) return;
+    if (!decayed.empty()) at::_foreach_mul_(decayed, 1.0 - lr * wd);
+    at::_foreach_mul_(M, b1);
+    at::_foreach_add_(M, G, 1.0 - b1);
+    at::_foreach_mul_(V, b2);
+    at::_foreach_addcmul_(V, G, G, 1.0 - b2);
+    auto denom = at::_foreach_div(V, bc2);
+    at::_foreach_sqrt_(denom);
+    at::_foreach_add_(denom, opt_.eps);
+    at::_foreach_addcdiv_(P, M, denom, -lr / bc1);
+    return;
+  }
   for (auto& s : slots_) {
     const auto& g0 = s.param.grad();
     if (!g0.defined()) continue;

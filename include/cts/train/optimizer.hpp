@@ -17,6 +17,7 @@ namespace cts {
 struct OptimizerOptions {
   std::string kind = "adamw";
   double weight_decay = 0.05, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, momentum = 0.9;
+  bool foreach = true;  // multi-tensor (_foreach_*) kernels for adam/adamw; same results as the per-parameter loop
 };
 
 class Optimizer {
