@@ -21,6 +21,8 @@
 #include "cts/memory/token_buffer.hpp"
 #include "cts/report/console.hpp"
 #include "cts/report/overlay.hpp"
+#include "cts/report/report.hpp"
+#include "cts/report/sweep.hpp"
 #include "cts/train/trainer.hpp"
 
 namespace {
@@ -214,6 +216,48 @@ int cmd_explain(const ExplainArgs& a) {
   return 0;
 }
 
+int cmd_sweep(const std::string& config, const std::vector<std::string>& sets, const std::vector<std::string>& grids, const std::string& seeds,
+              int64_t jobs, const std::string& out) {
+  namespace fs = std::filesystem;
+  if (config.empty()) throw cts::InputError("cts sweep needs a CONFIG.yaml");
+  if (!fs::exists(config)) throw cts::InputError(fmt::format("{}: no such config file", config));
+  cts::SweepOptions o;
+  o.config = config;
+  o.sets = sets;
+  for (const auto& g : grids) o.axes.push_back(cts::parse_grid_axis(g));
+  if (!seeds.empty()) {
+    std::stringstream ss(seeds);
+    for (std::string s; std::getline(ss, s, ',');) {
+      try {
+        size_t used = 0;
+        o.seeds.push_back(std::stoll(s, &used));
+        if (used != s.size()) throw std::invalid_argument(s);
+      } catch (const std::exception&) {
+        throw cts::InputError(fmt::format("cts sweep --seeds {}: '{}' is not an integer; e.g. --seeds 0,1,2", seeds, s));
+      }
+    }
+  }
+  o.jobs = jobs;
+  o.out = out.empty() ? fs::path("runs") / (fs::path(config).stem().string() + "-sweep") : fs::path(out);
+  o.executable = fs::read_symlink("/proc/self/exe");
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  auto runs = cts::run_sweep(o, &g_stop);
+  int64_t failed = 0, missing = 0;
+  for (const auto& r : runs) failed += r.status == "failed", missing += r.status == "not run";
+  std::cout << cts::read_file(o.out / "sweep.md");
+  std::cout << fmt::format("\n{} runs: {} failed, {} not run; table in {}/sweep.md and sweep.csv\n", runs.size(), failed, missing, o.out.string());
+  if (g_stop) return 130;
+  return failed ? 1 : 0;
+}
+
+int cmd_report(const std::string& dir) {
+  auto r = cts::write_report(dir);
+  for (const auto& p : r.plots) std::cout << "wrote " << p << "\n";
+  std::cout << "wrote " << r.markdown_path.string() << "\n";
+  return 0;
+}
+
 int cmd_datasets() {
   std::cout << fmt::format("{:<16} {:<36} {}\n", "name", "default root", "status / format");
   for (const auto& d : cts::dataset_catalog()) {
@@ -293,6 +337,21 @@ int main(int argc, char** argv) {
   explain->add_option("--out", ex.out, "Figure (PNG): image, heat map and kept patches per method");
   explain->add_option("--scores", ex.scores, "Raw scores (JSON)");
 
+  auto* sweep = app.add_subcommand("sweep", "Run the cross product of config values (x seeds); resumable; writes sweep.csv / sweep.md");
+  std::string sweep_config, sweep_seeds, sweep_out;
+  std::vector<std::string> sweep_sets, sweep_grids;
+  int64_t sweep_jobs = 1;
+  sweep->add_option("config", sweep_config, "Base config (YAML)")->required();
+  sweep->add_option("--grid", sweep_grids, "key=v1,v2,... (repeatable; the cross product is run)")->take_all()->allow_extra_args(false);
+  sweep->add_option("--set", sweep_sets, "Override a key in every run (repeatable)")->take_all()->allow_extra_args(false);
+  sweep->add_option("--seeds", sweep_seeds, "Comma-separated seeds, e.g. 0,1,2 (default: the config's seed)");
+  sweep->add_option("--jobs", sweep_jobs, "Runs at the same time (each gets cores / jobs threads)")->capture_default_str();
+  sweep->add_option("--out", sweep_out, "Sweep folder (default: runs/<config stem>-sweep)");
+
+  auto* report = app.add_subcommand("report", "Plots (PNG) and report.md for a run or sweep folder");
+  std::string report_dir;
+  report->add_option("dir", report_dir, "Run or sweep folder")->required();
+
   auto* datasets = app.add_subcommand("datasets", "List the datasets cts knows and whether they are present here");
 
   auto* config = app.add_subcommand("config", "Configuration reference");
@@ -312,6 +371,8 @@ int main(int argc, char** argv) {
     if (inspect->parsed()) return cmd_buffer_inspect(buffer_file, as_json);
     if (render->parsed()) return cmd_buffer_render(buffer_file, render_out, render_limit, render_scale);
     if (explain->parsed()) return cmd_explain(ex);
+    if (sweep->parsed()) return cmd_sweep(sweep_config, sweep_sets, sweep_grids, sweep_seeds, sweep_jobs, sweep_out);
+    if (report->parsed()) return cmd_report(report_dir);
     if (datasets->parsed()) return cmd_datasets();
     if (keys->parsed()) return cmd_config_keys(markdown);
   } catch (const cts::InputError& e) {

@@ -1,0 +1,280 @@
+// Sweeps: grid expansion, worker processes running `cts run`, and the summary tables.
+#include "cts/report/sweep.hpp"
+
+#include <fmt/format.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "cts/core/config.hpp"
+#include "cts/core/error.hpp"
+#include "cts/core/fs.hpp"
+#include "cts/report/console.hpp"
+
+extern char** environ;
+
+namespace cts {
+namespace {
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (true) {
+    auto next = s.find(sep, pos);
+    out.push_back(s.substr(pos, next == std::string::npos ? std::string::npos : next - pos));
+    if (next == std::string::npos) break;
+    pos = next + 1;
+  }
+  return out;
+}
+
+std::string sanitize(const std::string& s) {
+  std::string out;
+  for (char c : s) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-') ? c : '-';
+  return out;
+}
+
+std::string seed_dir(int64_t seed) { return fmt::format("seed-{}", seed); }
+
+struct Stats {
+  double mean = NAN, std = NAN;
+  int64_t n = 0;
+};
+
+Stats stats(const std::vector<double>& v) {
+  Stats s;
+  std::vector<double> x;
+  for (double d : v)
+    if (std::isfinite(d)) x.push_back(d);
+  s.n = int64_t(x.size());
+  if (x.empty()) return s;
+  double sum = 0;
+  for (double d : x) sum += d;
+  s.mean = sum / double(x.size());
+  if (x.size() > 1) {
+    double ss = 0;
+    for (double d : x) ss += (d - s.mean) * (d - s.mean);
+    s.std = std::sqrt(ss / double(x.size() - 1));
+  }
+  return s;
+}
+
+double number(const nlohmann::json& j, const char* key) { return j.contains(key) && j[key].is_number() ? j[key].get<double>() : NAN; }
+
+std::string csv_num(double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) : ""; }
+
+std::string pct(const Stats& s) {
+  if (s.n == 0) return "–";
+  if (s.n == 1 || !std::isfinite(s.std)) return fmt::format("{:.2f}", 100 * s.mean);
+  return fmt::format("{:.2f} ± {:.2f}", 100 * s.mean, 100 * s.std);
+}
+
+}  // namespace
+
+GridAxis parse_grid_axis(const std::string& spec) {
+  auto eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
+    throw_input("--grid {}: expected key=v1,v2,..., e.g. --grid memory.retention=0.01,0.1", spec);
+  }
+  GridAxis a;
+  a.key = spec.substr(0, eq);
+  a.values = split(spec.substr(eq + 1), ',');
+  std::set<std::string> seen;
+  for (const auto& v : a.values) {
+    if (v.empty()) throw_input("--grid {}: empty value in the list", spec);
+    if (!seen.insert(v).second) throw_input("--grid {}: value '{}' appears twice", spec, v);
+  }
+  return a;
+}
+
+std::vector<SweepCell> expand_grid(const std::vector<GridAxis>& axes) {
+  std::map<std::string, int> last_count;
+  for (const auto& a : axes) last_count[a.key.substr(a.key.rfind('.') + 1)]++;
+  std::set<std::string> keys;
+  for (const auto& a : axes)
+    if (!keys.insert(a.key).second) throw_input("--grid {} is given twice", a.key);
+  std::vector<SweepCell> cells(1);
+  for (const auto& a : axes) {
+    const std::string last = a.key.substr(a.key.rfind('.') + 1);
+    const std::string label = last_count[last] > 1 ? a.key : last;
+    std::vector<SweepCell> next;
+    for (const auto& c : cells) {
+      for (const auto& v : a.values) {
+        SweepCell n = c;
+        n.settings.emplace_back(a.key, v);
+        n.name += (n.name.empty() ? "" : "_") + sanitize(label) + "-" + sanitize(v);
+        next.push_back(n);
+      }
+    }
+    cells = std::move(next);
+  }
+  if (cells.size() == 1 && cells[0].name.empty()) cells[0].name = "base";
+  return cells;
+}
+
+bool run_finished(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(dir / "metrics.json", ec)) return false;
+  try {
+    auto j = nlohmann::json::parse(read_file(dir / "metrics.json"));
+    return j.value("tasks_done", -1) >= 1 && j.value("tasks_done", -1) == j.value("num_tasks", -2);
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+std::vector<SweepRun> run_sweep(const SweepOptions& o, const std::atomic<bool>* stop) {
+  auto& con = Console::get();
+  if (o.jobs < 1) throw_input("cts sweep --jobs {}: accepted: >= 1", o.jobs);
+  const auto cells = expand_grid(o.axes);
+  std::vector<int64_t> seeds = o.seeds;
+  if (seeds.empty()) seeds.push_back(load_config(o.config, o.sets).seed);
+  // Validate every cell before anything runs.
+  for (const auto& c : cells) {
+    auto sets = o.sets;
+    for (const auto& [k, v] : c.settings) sets.push_back(k + "=" + v);
+    for (auto s : seeds) {
+      auto with_seed = sets;
+      with_seed.push_back(fmt::format("seed={}", s));
+      load_config(o.config, with_seed);
+    }
+  }
+  ensure_directory(o.out);
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const int64_t threads = std::max<int64_t>(1, int64_t(cores) / o.jobs);
+  bool user_threads = false;
+  for (const auto& s : o.sets) user_threads |= s.rfind("threads=", 0) == 0;
+
+  std::vector<SweepRun> runs;
+  for (const auto& c : cells) {
+    for (auto s : seeds) runs.push_back({c, s, o.out / c.name / seed_dir(s), ""});
+  }
+  std::map<pid_t, size_t> running;
+  size_t next = 0, finished = 0;
+  auto launch = [&](size_t i) {
+    auto& r = runs[i];
+    ensure_directory(r.dir.parent_path());
+    std::vector<std::string> args = {o.executable.string(), "run"};
+    const bool resume = std::filesystem::exists(r.dir / "checkpoint" / "checkpoint.json");
+    if (resume) {
+      args.insert(args.end(), {"--resume", r.dir.string()});
+    } else {
+      args.push_back(o.config.string());
+      for (const auto& s : o.sets) args.insert(args.end(), {"--set", s});
+      for (const auto& [k, v] : r.cell.settings) args.insert(args.end(), {"--set", k + "=" + v});
+      args.insert(args.end(), {"--set", fmt::format("seed={}", r.seed)});
+      if (!user_threads) args.insert(args.end(), {"--set", fmt::format("threads={}", threads)});
+      args.insert(args.end(), {"--out", r.dir.string()});
+    }
+    args.insert(args.end(), {"--progress", "lines"});
+    const auto log = r.dir.parent_path() / (seed_dir(r.seed) + ".log");
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    const int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) throw_run("cts sweep: cannot start {}: {}", o.executable.string(), std::strerror(rc));
+    running[pid] = i;
+    con.info("sweep: started {} / {} ({}) -> {}", r.cell.name, seed_dir(r.seed), resume ? "resumed" : "new", log.string());
+  };
+  auto stopping = [&] { return stop && stop->load(); };
+  while (finished < runs.size()) {
+    while (!stopping() && int64_t(running.size()) < o.jobs && next < runs.size()) {
+      auto& r = runs[next];
+      if (run_finished(r.dir)) {
+        r.status = "skipped";
+        ++finished;
+        con.info("sweep: {} / {} already done", r.cell.name, seed_dir(r.seed));
+      } else {
+        launch(next);
+      }
+      ++next;
+    }
+    if (running.empty()) break;
+    int status = 0;
+    const pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0) {
+      if (errno == EINTR) {
+        for (const auto& [p, i] : running) kill(p, SIGINT);  // the runs checkpoint and stop
+        continue;
+      }
+      throw_run("cts sweep: waitpid failed: {}", std::strerror(errno));
+    }
+    auto it = running.find(pid);
+    if (it == running.end()) continue;
+    auto& r = runs[it->second];
+    running.erase(it);
+    ++finished;
+    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && run_finished(r.dir);
+    r.status = ok ? "done" : "failed";
+    con.info("sweep: {} / {} {} ({} of {} finished)", r.cell.name, seed_dir(r.seed), ok ? "done" : "FAILED (see its .log)", finished, runs.size());
+  }
+  for (auto& r : runs)
+    if (r.status.empty()) r.status = "not run";
+  summarize_sweep(o.out, o.axes, seeds);
+  return runs;
+}
+
+std::string summarize_sweep(const std::filesystem::path& out, const std::vector<GridAxis>& axes, const std::vector<int64_t>& seeds) {
+  const auto cells = expand_grid(axes);
+  std::string csv;
+  for (const auto& a : axes) csv += a.key + ",";
+  csv += "seed,status,final_average_accuracy,average_incremental_accuracy,forgetting,bwt,fwt,memory_fraction,memory_bytes_fraction,memory_bytes,memory_samples,memory_tokens,seconds,run_dir\n";
+  std::string md = "| ";
+  for (const auto& a : axes) md += a.key + " | ";
+  md += "seeds | final avg. acc. (%) | avg. incr. acc. (%) | forgetting (%) | memory (tokens %) | memory (bytes) | time (s) |\n|";
+  for (size_t i = 0; i < axes.size() + 7; ++i) md += "---|";
+  md += "\n";
+  for (const auto& c : cells) {
+    std::vector<double> fa, aia, fg, sec;
+    double frac = NAN, bytes = NAN;
+    for (auto s : seeds) {
+      const auto dir = out / c.name / seed_dir(s);
+      for (const auto& kv : c.settings) csv += kv.second + ",";
+      csv += fmt::format("{},", s);
+      if (!run_finished(dir)) {
+        csv += "missing,,,,,,,,,,,," + dir.string() + "\n";
+        continue;
+      }
+      auto j = nlohmann::json::parse(read_file(dir / "metrics.json"));
+      const auto& m = j["memory"];
+      const double f = number(j, "final_average_accuracy"), a = number(j, "average_incremental_accuracy"), g = number(j, "forgetting");
+      const double t = j.contains("timing") ? number(j["timing"], "total_seconds") : NAN;
+      fa.push_back(f), aia.push_back(a), fg.push_back(g), sec.push_back(t);
+      frac = number(m, "fraction"), bytes = number(m, "bytes");
+      csv += fmt::format("done,{},{},{},{},{},{},{},{},{},{},{},{}\n", csv_num(f), csv_num(a), csv_num(g), csv_num(number(j, "bwt")),
+                         csv_num(number(j, "fwt")), csv_num(frac), csv_num(number(m, "bytes_fraction")), csv_num(bytes),
+                         csv_num(number(m, "samples")), csv_num(number(m, "tokens")), csv_num(t), dir.string());
+    }
+    md += "| ";
+    for (const auto& kv : c.settings) md += kv.second + " | ";
+    const auto sf = stats(fa), st = stats(sec);
+    md += fmt::format("{} | {} | {} | {} | {} | {} | {} |\n", sf.n, pct(sf), pct(stats(aia)), pct(stats(fg)),
+                      std::isfinite(frac) ? fmt::format("{:.3f}", 100 * frac) : "–", std::isfinite(bytes) ? fmt::format("{:.0f}", bytes) : "–",
+                      st.n ? fmt::format("{:.0f}", st.mean) : "–");
+  }
+  write_file_atomic(out / "sweep.csv", csv);
+  nlohmann::json spec;
+  for (const auto& a : axes) spec["axes"].push_back({{"key", a.key}, {"values", a.values}});
+  spec["seeds"] = seeds;
+  write_file_atomic(out / "sweep.json", spec.dump(1) + "\n");
+  write_file_atomic(out / "sweep.md", md);
+  return md;
+}
+
+}  // namespace cts

@@ -1,0 +1,149 @@
+"""Plots for `cts report` (matplotlib, Debian's python3-matplotlib).
+
+Usage: plot_report.py DIR
+  DIR a run folder (metrics.json):  plots/accuracy_over_tasks.png (the paper's Fig. 5 style:
+        accuracy of each task after every later task, and the average), plots/accuracy_matrix.png
+        (the class-IL accuracy matrix as a heat map, Fig. 8 style).
+  DIR a sweep folder (sweep.csv + sweep.json): plots/accuracy_vs_<axis>.png (final average
+        accuracy, mean ± std over seeds, against the numeric grid axis, one line per value of
+        the other axes: Table 1 as a plot), plots/accuracy_vs_memory_bytes.png; and the run
+        plots inside every finished run folder.
+Prints the files it wrote.
+"""
+import csv
+import json
+import math
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def save(fig, path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    print(path)
+
+
+def run_plots(run_dir):
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        m = json.load(f)
+    R = m["accuracy_matrix"]
+    T = len(R)
+    done = m.get("tasks_done", T)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for j in range(T):
+        xs = [i + 1 for i in range(j, done) if R[i][j] is not None]
+        ys = [100 * R[i][j] for i in range(j, done) if R[i][j] is not None]
+        if xs:
+            ax.plot(xs, ys, marker="o", label=f"task {j + 1}")
+    avg = m.get("average_accuracy", [])
+    if avg:
+        ax.plot(range(1, len(avg) + 1), [100 * a for a in avg], "k--", linewidth=2, label="average")
+    ax.set_xlabel("after training task")
+    ax.set_ylabel("class-IL accuracy (%)")
+    ax.set_xticks(range(1, T + 1))
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    ax.set_title(os.path.basename(os.path.normpath(run_dir)))
+    save(fig, os.path.join(run_dir, "plots", "accuracy_over_tasks.png"))
+
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * T, 0.8 + 0.6 * T))
+    data = [[(100 * v if v is not None else float("nan")) for v in row] for row in R]
+    im = ax.imshow(data, vmin=0, vmax=100, cmap="viridis")
+    for i in range(T):
+        for j in range(T):
+            if R[i][j] is not None:
+                ax.text(j, i, f"{100 * R[i][j]:.0f}", ha="center", va="center", color="w" if R[i][j] < 0.6 else "k", fontsize=8)
+    ax.set_xticks(range(T))
+    ax.set_xticklabels([str(j + 1) for j in range(T)])
+    ax.set_yticks(range(T))
+    ax.set_yticklabels([str(i + 1) for i in range(T)])
+    ax.set_xlabel("evaluated on task")
+    ax.set_ylabel("after training task")
+    fig.colorbar(im, ax=ax, label="accuracy (%)")
+    save(fig, os.path.join(run_dir, "plots", "accuracy_matrix.png"))
+
+
+def as_float(s):
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
+def sweep_plots(sweep_dir):
+    with open(os.path.join(sweep_dir, "sweep.json")) as f:
+        spec = json.load(f)
+    axes = [a["key"] for a in spec.get("axes", [])]
+    with open(os.path.join(sweep_dir, "sweep.csv")) as f:
+        rows = [r for r in csv.DictReader(f) if r["status"] == "done"]
+    if not rows:
+        print("no finished runs to plot", file=sys.stderr)
+        return
+    numeric = [a for a in axes if all(as_float(r[a]) is not None for r in rows)]
+    x_axis = "memory.retention" if "memory.retention" in numeric else (numeric[0] if numeric else None)
+    others = [a for a in axes if a != x_axis]
+
+    def series_name(r):
+        return ", ".join(f"{a.split('.')[-1]}={r[a]}" for a in others) or "runs"
+
+    groups = {}
+    for r in rows:
+        groups.setdefault(series_name(r), []).append(r)
+    if x_axis:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        xs_all = []
+        for name, rs in sorted(groups.items()):
+            by_x = {}
+            for r in rs:
+                by_x.setdefault(float(r[x_axis]), []).append(100 * float(r["final_average_accuracy"]))
+            xs = sorted(by_x)
+            xs_all += xs
+            means = [sum(by_x[x]) / len(by_x[x]) for x in xs]
+            stds = [math.sqrt(sum((v - mu) ** 2 for v in by_x[x]) / (len(by_x[x]) - 1)) if len(by_x[x]) > 1 else 0.0 for x, mu in zip(xs, means)]
+            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=name)
+        if xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 10:
+            ax.set_xscale("log")
+        ax.set_xlabel(x_axis)
+        ax.set_ylabel("final average accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        save(fig, os.path.join(sweep_dir, "plots", f"accuracy_vs_{x_axis.replace('.', '_')}.png"))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, rs in sorted(groups.items()):
+        pts = [(float(r["memory_bytes"]), 100 * float(r["final_average_accuracy"])) for r in rs if as_float(r["memory_bytes"]) is not None]
+        if pts:
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=name)
+    ax.set_xlabel("memory (bytes)")
+    if any(as_float(r["memory_bytes"]) and float(r["memory_bytes"]) > 0 for r in rows):
+        ax.set_xscale("symlog")
+    ax.set_ylabel("final average accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save(fig, os.path.join(sweep_dir, "plots", "accuracy_vs_memory_bytes.png"))
+    for r in rows:
+        if os.path.exists(os.path.join(r["run_dir"], "metrics.json")):
+            run_plots(r["run_dir"])
+
+
+def main():
+    d = sys.argv[1]
+    if os.path.exists(os.path.join(d, "sweep.csv")):
+        sweep_plots(d)
+    elif os.path.exists(os.path.join(d, "metrics.json")):
+        run_plots(d)
+    else:
+        print(f"{d}: neither a run folder (metrics.json) nor a sweep folder (sweep.csv)", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
