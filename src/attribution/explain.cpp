@@ -132,7 +132,7 @@ Explanation explain_image(LoadedModel& lm, const ExplainRequest& rq) {
     m.method = name;
     m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     m.relevance = rel[0].contiguous();
-    m.kept = top_tokens(rel, k)[0].contiguous();
+    m.kept = top_tokens(rel, k, token_tie_keys(ids, T, rq.options.seed))[0].contiguous();
     e.methods.push_back(m);
   }
   return e;

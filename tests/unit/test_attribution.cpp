@@ -154,6 +154,19 @@ TEST(Lrp, ConservesRelevanceLayerByLayer) {
 
 // ------------------------------------------------------------------ all methods
 
+TEST(Attribution, TopTokensBreaksTiesByKeys) {
+  auto rel = torch::tensor({0.5f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f}).view({2, 4});
+  // No keys: ties to the lower index.
+  EXPECT_TRUE(torch::equal(top_tokens(rel, 2), torch::tensor({0, 1, 0, 1}, torch::kInt64).view({2, 2})));
+  // Keys: the highest score first, then ties in key order.
+  auto keys = torch::tensor({0.9f, 0.8f, 0.1f, 0.5f, 0.3f, 0.2f, 0.9f, 0.1f}).view({2, 4});
+  EXPECT_TRUE(torch::equal(top_tokens(rel, 2, keys), torch::tensor({0, 2, 1, 3}, torch::kInt64).view({2, 2})));  // row 1: keys 0.1 (3), 0.2 (1)
+  // Seeded keys: per sample id, whatever the batch; different samples differ.
+  auto a = token_tie_keys(torch::tensor({7, 8}), 49, 1), b = token_tie_keys(torch::tensor({8}), 49, 1);
+  EXPECT_TRUE(torch::equal(a[1], b[0]));
+  EXPECT_FALSE(torch::equal(a[0], a[1]));
+}
+
 TEST(Attribution, RegistryNamesEveryMethod) {
   auto names = token_selector_names();
   for (const auto& m : kMethods) EXPECT_NE(std::find(names.begin(), names.end(), m), names.end()) << m;

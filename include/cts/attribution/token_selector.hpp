@@ -31,8 +31,15 @@ class TokenSelector {
                                   const torch::Tensor& sample_ids) = 0;
 };
 
-// Positions of the k most relevant tokens of each sample, int64 [B, k], ascending;
-// ties go to the lower token index.
-torch::Tensor top_tokens(const torch::Tensor& relevance, int64_t k);
+// Positions of the k most relevant tokens of each sample, int64 [B, k], ascending.
+// Ties are broken by `tie_keys` ([B, T], lower key first) when given, else by the lower token
+// index. Memory selection passes seeded per-sample keys (token_tie_keys): a method whose scores
+// are constant for a sample (e.g. gradcam clamped to 0 everywhere) then keeps random tokens,
+// not always the first k (which would put the same corner patches of every such sample in
+// the buffer).
+torch::Tensor top_tokens(const torch::Tensor& relevance, int64_t k, const torch::Tensor& tie_keys = {});
+
+// Seeded uniform keys [B, num_tokens], one stream per sample id (batch-invariant).
+torch::Tensor token_tie_keys(const torch::Tensor& sample_ids, int64_t num_tokens, uint64_t seed);
 
 }  // namespace cts
