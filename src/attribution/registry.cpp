@@ -36,7 +36,7 @@ torch::Tensor top_tokens(const torch::Tensor& relevance, int64_t k, const torch:
     TORCH_CHECK(tie_keys.sizes() == relevance.sizes(), "tie_keys must be [B, T] like relevance");
     // Visit tokens in the order of their keys, then sort stably by score: equal scores keep
     // the key order, i.e. ties are broken by the keys.
-    auto visit = std::get<1>(torch::sort(tie_keys.to(torch::kCPU, torch::kFloat32), /*stable=*/true, 1));
+    auto visit = std::get<1>(torch::sort(tie_keys.to(torch::kCPU, torch::kFloat32), c10::optional<bool>(true), /*dim=*/1, /*descending=*/false));
     auto permuted = scores.gather(1, visit);
     auto by_score = std::get<1>(torch::sort(permuted, /*stable=*/true, /*dim=*/1, /*descending=*/true));
     order = visit.gather(1, by_score);
