@@ -7,10 +7,12 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cctype>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
+#include "cts/core/crash_test.hpp"
 #include "cts/core/error.hpp"
 
 namespace cts {
@@ -61,6 +63,7 @@ void write_file_atomic(const fs::path& path, std::string_view data) {
     ::unlink(tmp.c_str());
     throw_run("cannot close {}: {}", path.string(), errno_text());
   }
+  if (crash_points_enabled()) crash_point("rename:" + path.filename().string());
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     const std::string why = errno_text();
     ::unlink(tmp.c_str());
@@ -79,6 +82,28 @@ std::string read_file(const fs::path& path, std::string_view what) {
   ss << in.rdbuf();
   if (in.bad()) throw_input("cannot read {} {}", what, path.string());
   return ss.str();
+}
+
+bool is_atomic_temp_name(const std::string& name) {
+  // <file>.tmp.<pid>.<counter>, as write_file_atomic names them.
+  const size_t at = name.rfind(".tmp.");
+  if (at == std::string::npos || at == 0) return false;
+  const std::string tail = name.substr(at + 5);
+  const size_t dot = tail.find('.');
+  if (dot == std::string::npos || dot == 0 || dot + 1 == tail.size()) return false;
+  for (size_t i = 0; i < tail.size(); ++i)
+    if (i != dot && !std::isdigit(static_cast<unsigned char>(tail[i]))) return false;
+  return true;
+}
+
+int remove_stale_temp_files(const fs::path& dir) {
+  int removed = 0;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (!entry.is_regular_file(ec) || !is_atomic_temp_name(entry.path().filename().string())) continue;
+    if (fs::remove(entry.path(), ec)) ++removed;
+  }
+  return removed;
 }
 
 void ensure_directory(const fs::path& path) {
@@ -127,8 +152,33 @@ void JsonlLog::append(const nlohmann::json& record) {
   if (fd_ < 0) return;
   std::string line = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   line.push_back('\n');
-  write_all(fd_, line.data(), line.size(), path_);
-  ::fdatasync(fd_);
+  const off_t before = ::lseek(fd_, 0, SEEK_END);
+  try {
+    write_all(fd_, line.data(), line.size(), path_);
+    if (::fdatasync(fd_) != 0 && errno != EINVAL) throw_run("cannot flush {}: {} (is the disk full?)", path_.string(), errno_text());
+  } catch (...) {
+    // A partly written line (disk full) is cut off again: the log keeps whole records only.
+    if (before >= 0 && ::ftruncate(fd_, before) != 0) {
+      // Nothing more can be done here; the next open drops the torn line (repair_jsonl).
+    }
+    throw;
+  }
+}
+
+uint64_t JsonlLog::size() const {
+  if (fd_ < 0) return 0;
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) throw_run("cannot stat log {}: {}", path_.string(), errno_text());
+  return static_cast<uint64_t>(st.st_size);
+}
+
+void truncate_jsonl(const fs::path& path, uint64_t size) {
+  std::error_code ec;
+  const uintmax_t have = fs::file_size(path, ec);
+  if (ec || have <= size) return;
+  if (::truncate(path.c_str(), static_cast<off_t>(size)) != 0) {
+    throw_run("cannot truncate log {} to {} bytes: {}", path.string(), size, errno_text());
+  }
 }
 
 }  // namespace cts

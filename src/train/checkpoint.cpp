@@ -1,6 +1,7 @@
 // Generation-based atomic checkpoints.
 #include "cts/train/checkpoint.hpp"
 
+#include "cts/core/crash_test.hpp"
 #include "cts/core/error.hpp"
 #include "cts/core/fs.hpp"
 #include "cts/core/safetensors.hpp"
@@ -31,19 +32,34 @@ void save_checkpoint(const std::filesystem::path& run_dir, const CheckpointData&
   const std::string buffer_name = fmt::format("buffer-{:06}.safetensors", generation);
   std::vector<SafetensorsTensor> tensors;
   for (const auto& [name, t] : data.tensors) tensors.push_back({name, t.detach().to(torch::kCPU), ""});
-  save_safetensors(dir / state_name, tensors, {{"format", "cts-checkpoint-v1"}});
-  write_buffer(dir / buffer_name);
-  nlohmann::json manifest = {{"format", "cts-checkpoint-v1"},
-                             {"generation", generation},
-                             {"state", state_name},
-                             {"buffer", buffer_name},
-                             {"task", data.task},
-                             {"epoch", data.epoch},
-                             {"step", data.step},
-                             {"task_complete", data.task_complete},
-                             {"head_classes", data.head_classes},
-                             {"progress", data.progress}};
-  write_file_atomic(manifest_path(run_dir), manifest.dump(1));
+  try {
+    save_safetensors(dir / state_name, tensors, {{"format", "cts-checkpoint-v1"}});
+    write_buffer(dir / buffer_name);
+    if (crash_points_enabled()) crash_point("checkpoint-files");
+    nlohmann::json manifest = {{"format", "cts-checkpoint-v1"},
+                               {"generation", generation},
+                               {"state", state_name},
+                               {"buffer", buffer_name},
+                               {"task", data.task},
+                               {"epoch", data.epoch},
+                               {"step", data.step},
+                               {"task_complete", data.task_complete},
+                               {"head_classes", data.head_classes},
+                               {"log_bytes", data.log_bytes},
+                               {"progress", data.progress}};
+    write_file_atomic(manifest_path(run_dir), manifest.dump(1));
+  } catch (const std::exception& e) {
+    // Not committed: drop this generation's files (they may fill a full disk further) and
+    // say that the previous checkpoint is still the one --resume uses.
+    std::error_code ec;
+    std::filesystem::remove(dir / state_name, ec);
+    std::filesystem::remove(dir / buffer_name, ec);
+    if (generation > 1 && has_checkpoint(run_dir)) {
+      throw_run("{} (checkpoint {} not written; checkpoint {} in {} is intact: free space, then cts run --resume {})", e.what(), generation,
+                generation - 1, dir.string(), run_dir.string());
+    }
+    throw_run("{} (no checkpoint has been written to {} yet)", e.what(), dir.string());
+  }
   // The new generation is committed: remove every other generation's files.
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
@@ -73,6 +89,7 @@ CheckpointData load_checkpoint(const std::filesystem::path& run_dir) {
     d.task_complete = m.at("task_complete");
     d.head_classes = m.at("head_classes");
     d.progress = m.at("progress");
+    d.log_bytes = m.value("log_bytes", int64_t{-1});
     auto state = load_safetensors(run_dir / "checkpoint" / m.at("state").get<std::string>());
     d.tensors = state.tensors;
     d.buffer_file = run_dir / "checkpoint" / m.at("buffer").get<std::string>();

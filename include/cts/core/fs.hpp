@@ -20,6 +20,13 @@ void write_file_atomic(const fs::path& path, std::string_view data);
 // Reads a whole file. Throws InputError naming the path if it is missing or unreadable.
 std::string read_file(const fs::path& path, std::string_view what = "file");
 
+// True for the temporary names write_file_atomic uses (<file>.tmp.<pid>.<n>).
+bool is_atomic_temp_name(const std::string& name);
+
+// Removes the temporary files that write_file_atomic calls of a killed process left in
+// `dir` (only call it while no other process writes there). Returns how many.
+int remove_stale_temp_files(const fs::path& dir);
+
 // Creates a directory (and parents). Throws RunError naming the path on failure.
 void ensure_directory(const fs::path& path);
 
@@ -35,7 +42,11 @@ class JsonlLog {
   JsonlLog& operator=(JsonlLog&& other) noexcept;
   ~JsonlLog();
 
+  // Throws RunError naming the path when the line cannot be written and synced (disk
+  // full); a partly written line is cut off again.
   void append(const nlohmann::json& record);
+  // Bytes in the log now (every record appended so far is complete).
+  uint64_t size() const;
   bool is_open() const { return fd_ >= 0; }
   const fs::path& path() const { return path_; }
 
@@ -46,5 +57,9 @@ class JsonlLog {
 
 // Keeps only the complete lines of a JSON-lines file (used on open and on resume).
 void repair_jsonl(const fs::path& path);
+
+// Cuts a log back to its first `size` bytes (no-op if it is not longer): on resume the
+// records written after the last checkpoint describe work that is done again.
+void truncate_jsonl(const fs::path& path, uint64_t size);
 
 }  // namespace cts

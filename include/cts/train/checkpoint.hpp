@@ -21,12 +21,17 @@ struct CheckpointData {
   int64_t task = 0, epoch = 0, step = 0;
   bool task_complete = false;
   int64_t head_classes = 0;
+  // Size of log.jsonl when this checkpoint was made (its "checkpoint" record included);
+  // on resume the log is cut back to it. -1: unknown (older checkpoints).
+  int64_t log_bytes = -1;
   nlohmann::json progress;                      // record, loss sums, memory bookkeeping
   std::map<std::string, torch::Tensor> tensors;  // model.* and optim.*
   std::filesystem::path buffer_file;             // buffer of this generation (empty if none)
 };
 
 // Writes generation (previous + 1). `write_buffer` saves the buffer file given its path.
+// On failure (disk full, read-only folder) throws RunError naming the path, removes the
+// new generation's files and leaves the previous checkpoint as the committed one.
 void save_checkpoint(const std::filesystem::path& run_dir, const CheckpointData& data,
                      const std::function<void(const std::filesystem::path&)>& write_buffer);
 
