@@ -93,11 +93,18 @@ void visit_config(Config& c, V&& v) {
   v(c.memory.retention, Field{"memory.retention", "Fraction r of the training tokens kept in memory. core-tokenset splits it as s = k = sqrt(r) unless sample_fraction / token_fraction are given.", nullptr, 0.0, 1.0, true});
   v(c.memory.sample_fraction, Field{"memory.sample_fraction", "s: fraction of each class's samples kept (null: from retention).", nullptr, 0.0, 1.0, true});
   v(c.memory.token_fraction, Field{"memory.token_fraction", "k: fraction of each kept sample's patch tokens kept (null: from retention).", nullptr, 0.0, 1.0, true});
-  v(c.memory.coreset, Field{"memory.coreset", "Sample (coreset) selection method.", sample_selector_names});
+  v(c.memory.budget_bytes, Field{"memory.budget_bytes", "Byte budget of the whole buffer after the last task, instead of fractions (retention is then ignored). Each task gets a share proportional to its training samples (plus what earlier tasks left unused); coreset keeps as many whole samples as fit, core-tokens as many tokens per sample as fit, core-tokenset picks the tokens per sample on a grid (T, T/2, T/4, ..., 1) by the lowest held-out loss of a linear probe trained on the candidate memory as it would be replayed (see README). Null: use the fractions.", nullptr, 0.0, kInf, true});
+  v(c.memory.selection, Field{"memory.selection", "two-stage: coreset per class, then the top tokens of each kept sample (the paper). joint: one pass scores every (sample, token) pair as (1 + gradient-matching gain of the sample) x (token relevance share of memory.tokens) and keeps the top pairs of each class under its byte share, so samples keep different numbers of tokens (core-tokenset only; memory.coreset is not used).", one_of({"two-stage", "joint"})});
+  v(c.memory.coreset, Field{"memory.coreset", "Sample (coreset) selection method: random, herding (iCaRL, normalised pre-logits features), craig (facility location on last-layer gradients, weights = cluster sizes), gradmatch (non-negative OMP matching the class gradient sum).", sample_selector_names});
   v(c.memory.tokens, Field{"memory.tokens", "Token selection (attribution) method.", token_selector_names});
   v(c.memory.fill, Field{"memory.fill", "How missing tokens are filled, for replay and for token dropping alike: zero-embedding (token embedding 0 before pos_embed), zero-pixel (pixels 0 after normalisation), drop (removed from the sequence).", one_of({"zero-embedding", "zero-pixel", "drop"})});
   v(c.memory.target, Field{"memory.target", "Class that attribution explains: label (true label) or predicted.", one_of({"label", "predicted"})});
   v(c.memory.use_weights, Field{"memory.use_weights", "Weight the replay loss of each stored sample by its coreset weight (CRAIG cluster size, GradMatch weight).", nullptr});
+  v(c.memory.coreset_gradient, Field{"memory.coreset_gradient", "Per-sample gradient for craig and gradmatch: logits (softmax(z) - onehot(y), the head-bias gradient) or logits-embedding ([g, g x pre-logits embedding], the head bias and weight gradient).", coreset_gradient_names});
+  v(c.memory.gradmatch_lambda, Field{"memory.gradmatch_lambda", "GradMatch: ridge lambda of the weight solve (CORDS default 0.5).", nullptr, 0.0, kInf, true});
+  v(c.memory.gradmatch_tolerance, Field{"memory.gradmatch_tolerance", "GradMatch: stop adding samples when ||residual|| / ||class gradient sum|| falls below this; the rest of the budget is filled at random.", nullptr, 0.0, 1.0});
+  v(c.memory.coreset_memory_mb, Field{"memory.coreset_memory_mb", "CRAIG: largest N x N float distance matrix (MiB) held per class; bigger classes compute distance blocks on the fly.", nullptr, 0.0});
+  v(c.memory.budget_holdout, Field{"memory.budget_holdout", "budget_bytes with core-tokenset: fraction of each class's samples held out to score the candidate sample x token splits.", nullptr, 0.0, 0.5, true});
   v(c.memory.selection_batch_size, Field{"memory.selection_batch_size", "Batch size for attribution during memory selection.", nullptr, 1});
   v(c.memory.atman_factor, Field{"memory.atman_factor", "AtMan: factor f multiplying the (row-min shifted) pre-softmax scores of the suppressed token's key column (0.1 suppresses to 10 %).", nullptr, 0.0, 0.999999});
   v(c.memory.atman_kappa, Field{"memory.atman_kappa", "AtMan: tokens whose patch embeddings have cosine similarity >= kappa with the suppressed token are suppressed too, with factor (1-f)(1-cos)+f.", nullptr, 0.0, 1.0});
@@ -394,6 +401,30 @@ Config load_config(const std::filesystem::path& path, const std::vector<std::str
 MemoryFractions resolve_memory_fractions(const MemoryConfig& m) {
   MemoryFractions f;
   const double r = m.retention;
+  if (m.selection == "joint" && m.strategy != "core-tokenset") {
+    throw_input("memory.selection = joint selects (sample, token) pairs: it needs memory.strategy = core-tokenset, got {}", m.strategy);
+  }
+  if (m.budget_bytes) {
+    if (m.strategy == "none" || m.strategy == "cumulative") {
+      throw_input("memory.budget_bytes = {} needs a memory that selects (coreset, core-tokens or core-tokenset), got memory.strategy = {}",
+                  *m.budget_bytes, m.strategy);
+    }
+    if (m.sample_fraction || m.token_fraction) {
+      throw_input("memory.budget_bytes = {} and memory.{} both fix the memory size; give one of them (set the other to null)",
+                  *m.budget_bytes, m.sample_fraction ? "sample_fraction" : "token_fraction");
+    }
+    if (*m.budget_bytes < 1.0 || *m.budget_bytes > 9.0e18) throw_input("memory.budget_bytes = {} is out of range; accepted: [1, 9e18] bytes", *m.budget_bytes);
+    f.budget_bytes = static_cast<int64_t>(std::floor(*m.budget_bytes));
+    f.joint = m.selection == "joint";
+    f.uses_memory = true;
+    // Placeholders until the data is known (the trainer sets the starting guess).
+    f.sample_fraction = m.strategy == "core-tokens" ? 1.0 : r;
+    f.token_fraction = m.strategy == "coreset" ? 1.0 : (m.strategy == "core-tokens" ? r : std::sqrt(r));
+    if (m.strategy == "core-tokenset") f.sample_fraction = std::sqrt(r);
+    f.retention = f.sample_fraction * f.token_fraction;
+    return f;
+  }
+  f.joint = m.selection == "joint";
   auto other = [&](double given, const char* given_key, const char* derived_key) {
     const double v = r / given;
     if (v > 1.0 + 1e-12) {

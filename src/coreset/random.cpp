@@ -8,7 +8,7 @@
 namespace cts {
 
 CoresetResult RandomCoreset::select(const CoresetInput& in) {
-  TORCH_CHECK(in.budget >= 1 && in.budget <= in.num_samples, "coreset budget ", in.budget, " outside [1, ", in.num_samples, "]");
+  check_coreset_input(in, *this);
   auto gen = make_generator(in.seed, "coreset_random", {in.task, in.class_id});
   auto perm = torch::randperm(in.num_samples, gen, torch::kInt64);
   CoresetResult r;

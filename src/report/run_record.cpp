@@ -144,7 +144,8 @@ nlohmann::json metrics_json(const RunRecord& r, const MemoryFractions& fr) {
                  {"bytes_fraction", r.memory.bytes_fraction()},
                  {"configured_retention", fr.retention},
                  {"sample_fraction", fr.sample_fraction},
-                 {"token_fraction", fr.token_fraction}};
+                 {"token_fraction", fr.token_fraction},
+                 {"budget_bytes", fr.budget_bytes ? nlohmann::json(*fr.budget_bytes) : nlohmann::json(nullptr)}};
   nlohmann::json timing;
   double train = 0, eval = 0, sel = 0;
   int64_t samples = 0;
@@ -172,8 +173,13 @@ std::string summary_markdown(const RunRecord& r, const Config& c, const MemoryFr
   o << fmt::format("{} on {} ({} tasks{}), model {}, strategy **{}**", c.name, c.data.name, r.num_tasks,
                    r.tasks_done < r.num_tasks ? fmt::format(", {} done", r.tasks_done) : "", c.model.preset, c.memory.strategy);
   if (fr.uses_memory && c.memory.strategy != "cumulative") {
-    o << fmt::format(" (coreset {}, tokens {}, s = {:.4g}, k = {:.4g}, fill {})", c.memory.coreset, c.memory.tokens, fr.sample_fraction,
-                     fr.token_fraction, c.memory.fill);
+    const std::string size = fr.budget_bytes ? fmt::format("byte budget {}", human_bytes(*fr.budget_bytes))
+                                             : fmt::format("s = {:.4g}, k = {:.4g}", fr.sample_fraction, fr.token_fraction);
+    if (fr.joint) {
+      o << fmt::format(" (joint selection, tokens {}, {}, fill {})", c.memory.tokens, size, c.memory.fill);
+    } else {
+      o << fmt::format(" (coreset {}, tokens {}, {}, fill {})", c.memory.coreset, c.memory.tokens, size, c.memory.fill);
+    }
   }
   o << ", seed " << c.seed << ".\n\n";
   o << "| metric | value |\n|---|---|\n";

@@ -20,6 +20,7 @@
 #include "cts/data/registry.hpp"
 #include "cts/data/task_split.hpp"
 #include "cts/eval/evaluate.hpp"
+#include "cts/memory/budget.hpp"
 #include "cts/memory/selection.hpp"
 #include "cts/memory/token_buffer.hpp"
 #include "cts/models/vit.hpp"
@@ -81,6 +82,7 @@ class Trainer {
   torch::Tensor replay_loss(int64_t task, int64_t step_in_task);
   void evaluate(int64_t task);
   void select_memory(int64_t task);
+  void setup_byte_budget();
   void update_memory_stats(int64_t tasks_done);
   void write_outputs(bool final);
   void checkpoint(int64_t task, int64_t epoch, int64_t step, bool task_complete);
@@ -107,6 +109,8 @@ class Trainer {
   JsonlLog log_;
   FillMode fill_ = FillMode::ZeroEmbedding;
   double token_drop_ = 0.0;
+  double replay_token_fraction_ = 1.0;  // token fraction of the memory (replay rescale); set per task with budget_bytes
+  std::vector<int64_t> task_samples_;   // training samples of each task (byte-budget shares)
   int64_t num_tokens_ = 0;
   int64_t steps_this_process_ = 0;
   bool stopped_ = false;
@@ -173,13 +177,21 @@ void Trainer::setup() {
   // Memory.
   fill_ = parse_fill_mode(cfg_.memory.fill);
   const bool partial_memory = cfg_.memory.strategy == "core-tokens" || cfg_.memory.strategy == "core-tokenset";
+  for (int64_t t = 0; t < split_.num_tasks(); ++t) task_samples_.push_back(split_.task_indices(*data_.train, t).size(0));
+  replay_token_fraction_ = fractions_.token_fraction;
+  if (fractions_.budget_bytes) setup_byte_budget();
   token_drop_ = cfg_.train.token_drop.is_auto ? (partial_memory ? 1.0 - fractions_.token_fraction : 0.0) : cfg_.train.token_drop.value;
   if (token_drop_ >= 1.0) throw_input("train.token_drop = {} drops every token; accepted: [0, 1)", token_drop_);
-  if (partial_memory && std::llround(fractions_.token_fraction * double(num_tokens_)) < 1) {
+  if (partial_memory && !fractions_.budget_bytes && std::llround(fractions_.token_fraction * double(num_tokens_)) < 1) {
     throw_input("memory.token_fraction = {:.4g} keeps 0 of the {} tokens of an image; an impossible budget (need >= {:.4g})",
                 fractions_.token_fraction, num_tokens_, 0.5 / double(num_tokens_));
   }
-  coreset_ = make_sample_selector(cfg_.memory.coreset);
+  SampleSelectorOptions sopt;
+  sopt.gradient = cfg_.memory.coreset_gradient;
+  sopt.gradmatch_lambda = cfg_.memory.gradmatch_lambda;
+  sopt.gradmatch_tolerance = cfg_.memory.gradmatch_tolerance;
+  sopt.craig_matrix_bytes = static_cast<int64_t>(cfg_.memory.coreset_memory_mb * 1024.0 * 1024.0);
+  coreset_ = make_sample_selector(cfg_.memory.coreset, sopt);
   TokenSelectorOptions topt;
   topt.seed = static_cast<uint64_t>(cfg_.seed);
   topt.atman_factor = cfg_.memory.atman_factor;
@@ -192,6 +204,8 @@ void Trainer::setup() {
   buffer_.metadata() = {{"strategy", cfg_.memory.strategy},
                         {"coreset_method", cfg_.memory.coreset},
                         {"token_method", cfg_.memory.tokens},
+                        {"selection", cfg_.memory.selection},
+                        {"budget_bytes", fractions_.budget_bytes ? std::to_string(*fractions_.budget_bytes) : "null"},
                         {"fill", cfg_.memory.fill},
                         {"sample_fraction", fmt::format("{}", fractions_.sample_fraction)},
                         {"token_fraction", fmt::format("{}", fractions_.token_fraction)},
@@ -441,7 +455,7 @@ torch::Tensor Trainer::replay_loss(int64_t task, int64_t step_in_task) {
   TokenKeep keep;
   keep.positions = batch.positions;
   keep.fill = fill_;
-  keep.rescale = cfg_.train.token_drop_rescale && fractions_.token_fraction < 1.0 ? 1.0 / fractions_.token_fraction : 1.0;
+  keep.rescale = cfg_.train.token_drop_rescale && replay_token_fraction_ < 1.0 ? 1.0 / replay_token_fraction_ : 1.0;
   torch::Tensor logits;
   if (drop) {
     logits = model_->forward_head(model_->forward_features_patches(model_->normalize_patches(batch.patches), batch.positions, {&keep, nullptr}));
@@ -449,9 +463,7 @@ torch::Tensor Trainer::replay_loss(int64_t task, int64_t step_in_task) {
     logits = model_->forward(model_->normalize(batch.images), {&keep, nullptr});
   }
   if (!cfg_.memory.use_weights || !buffer_.has_weights()) return torch::cross_entropy_loss(logits, y);
-  auto w = batch.weights.to(device_);
-  auto ce = torch::cross_entropy_loss(logits, y, {}, torch::Reduction::None);
-  return (ce * w).sum() / w.sum().clamp_min(1e-12);
+  return replay_cross_entropy(logits, y, batch.weights.to(device_));
 }
 
 void Trainer::evaluate(int64_t task) {
@@ -480,6 +492,49 @@ void Trainer::evaluate(int64_t task) {
   log_.append({{"event", "eval"}, {"task", task}, {"class_il", cil}, {"task_il", til}, {"average_accuracy", avg}, {"seconds", secs}});
 }
 
+// memory.budget_bytes: check that every task's share can hold its minimal memory (exit 2
+// otherwise, naming the smallest budget that works) and set the starting token fraction.
+void Trainer::setup_byte_budget() {
+  const int64_t budget = *fractions_.budget_bytes;
+  const int64_t C = data_.train->shape().channels, patch = model_->config().patch_size;
+  const bool w = cfg_.memory.use_weights;
+  const std::string& strategy = cfg_.memory.strategy;
+  int64_t all = 0;
+  for (int64_t n : task_samples_) all += n;
+  int64_t need_budget = 0, worst_task = -1, worst_need = 0;
+  for (int64_t t = 0; t < split_.num_tasks(); ++t) {
+    const int64_t classes = int64_t(split_.task_classes[size_t(t)].size());
+    const int64_t need = strategy == "coreset"       ? classes * stored_sample_bytes(C, patch, num_tokens_, w)
+                         : strategy == "core-tokens" ? task_samples_[size_t(t)] * stored_sample_bytes(C, patch, 1, w)
+                                                     : classes * stored_sample_bytes(C, patch, 1, w);
+    // share >= floor(budget · N_t / N_all) whatever earlier tasks used, so this suffices.
+    const int64_t min_budget = static_cast<int64_t>(std::ceil(double(need) * double(all) / double(task_samples_[size_t(t)])));
+    if (min_budget > need_budget) need_budget = min_budget, worst_task = t, worst_need = need;
+  }
+  if (task_byte_share(budget, 0, task_samples_[size_t(worst_task)], all) < worst_need) {
+    const char* what = strategy == "coreset" ? "one whole sample per class" : (strategy == "core-tokens" ? "one token of every sample" : "one token of one sample per class");
+    throw_input("memory.budget_bytes = {} is impossible: task {} would get {} bytes but {} needs {} bytes; accepted: memory.budget_bytes >= {}",
+                budget, worst_task, task_byte_share(budget, 0, task_samples_[size_t(worst_task)], all), what, worst_need, need_budget);
+  }
+  // Starting token fraction (token_drop: auto for task 0): coreset keeps whole samples;
+  // core-tokens keeps what task 0's share affords per sample; core-tokenset starts at
+  // sqrt of the implied retention (budget / bytes of every sample stored whole).
+  double k0 = 1.0;
+  if (strategy == "core-tokens") {
+    const int64_t share = task_byte_share(budget, 0, task_samples_[0], all);
+    const int64_t n0 = task_samples_[0];
+    const int64_t per_token = stored_sample_bytes(C, patch, 1, w) - stored_sample_bytes(C, patch, 0, w);
+    k0 = double(std::clamp<int64_t>((share - n0 * stored_sample_bytes(C, patch, 0, w)) / (n0 * per_token), 1, num_tokens_)) / double(num_tokens_);
+  } else if (strategy == "core-tokenset") {
+    const double r0 = double(budget) / (double(all) * double(stored_sample_bytes(C, patch, num_tokens_, w)));
+    k0 = std::clamp(std::sqrt(r0), 1.0 / double(num_tokens_), 1.0);
+  }
+  fractions_.token_fraction = k0;
+  fractions_.sample_fraction = std::min(1.0, double(budget) / (double(all) * double(stored_sample_bytes(C, patch, num_tokens_, w))) / k0);
+  fractions_.retention = fractions_.sample_fraction * fractions_.token_fraction;
+  replay_token_fraction_ = k0;
+}
+
 void Trainer::select_memory(int64_t task) {
   if (!fractions_.uses_memory) return;
   const auto t0 = Clock::now();
@@ -491,6 +546,16 @@ void Trainer::select_memory(int64_t task) {
   }
   SelectionSettings st;
   st.fractions = fractions_;
+  st.strategy = cfg_.memory.strategy;
+  st.joint = fractions_.joint;
+  st.holdout_fraction = cfg_.memory.budget_holdout;
+  st.fill = fill_;
+  st.rescale_tokens = cfg_.train.token_drop_rescale;
+  if (fractions_.budget_bytes) {
+    int64_t remaining = 0;
+    for (size_t u = size_t(task); u < task_samples_.size(); ++u) remaining += task_samples_[u];
+    st.budget_bytes = task_byte_share(*fractions_.budget_bytes, buffer_.bytes(), task_samples_[size_t(task)], remaining);
+  }
   st.explain_predicted = cfg_.memory.target == "predicted";
   st.store_weights = cfg_.memory.use_weights;
   st.batch_size = cfg_.memory.selection_batch_size;
@@ -502,9 +567,26 @@ void Trainer::select_memory(int64_t task) {
   Console::get().info("task {} memory: kept {} samples x {} tokens (coreset {:.1f} s, attribution {:.1f} s); buffer {} samples, {} bytes", task,
                       rep.samples, rep.samples ? rep.tokens / rep.samples : 0, rep.coreset_seconds, rep.attribution_seconds, buffer_.size(),
                       buffer_.bytes());
+  nlohmann::json trials = nlohmann::json::array();
+  for (const auto& t : rep.trials)
+    trials.push_back({{"tokens", t.tokens}, {"samples", t.samples}, {"bytes", t.bytes}, {"holdout_loss", t.holdout_loss}});
   log_.append({{"event", "selection"}, {"task", task}, {"samples", rep.samples}, {"tokens", rep.tokens}, {"per_class", rep.per_class},
                {"buffer_samples", buffer_.size()}, {"buffer_tokens", buffer_.tokens()}, {"buffer_bytes", buffer_.bytes()},
+               {"added_bytes", rep.added_bytes}, {"budget_bytes", rep.budget_bytes}, {"tokens_per_sample", rep.tokens_per_sample},
+               {"split_trials", trials}, {"split_seconds", rep.split_seconds},
                {"coreset_seconds", rep.coreset_seconds}, {"attribution_seconds", rep.attribution_seconds}});
+  if (fractions_.budget_bytes && rep.samples > 0) {
+    // The chosen split sets the replay rescale and (token_drop: auto) the drop rate of the next tasks.
+    replay_token_fraction_ = double(buffer_.tokens()) / double(buffer_.size() * num_tokens_);
+    const bool partial_memory = cfg_.memory.strategy == "core-tokens" || cfg_.memory.strategy == "core-tokenset";
+    const double k_task = double(rep.tokens) / double(rep.samples * num_tokens_);
+    if (cfg_.train.token_drop.is_auto && partial_memory) token_drop_ = std::min(1.0 - k_task, 1.0 - 1.0 / double(num_tokens_));
+    int64_t seen = 0;
+    for (int64_t u = 0; u <= task; ++u) seen += task_samples_[size_t(u)];
+    fractions_.sample_fraction = double(buffer_.size()) / double(seen);
+    fractions_.token_fraction = replay_token_fraction_;
+    fractions_.retention = fractions_.sample_fraction * fractions_.token_fraction;
+  }
 }
 
 void Trainer::update_memory_stats(int64_t tasks_done) {
@@ -552,6 +634,9 @@ void Trainer::checkpoint(int64_t task, int64_t epoch, int64_t step, bool task_co
                 {"loss_new_sum", loss_new_sum_},
                 {"loss_replay_sum", loss_replay_sum_},
                 {"loss_count", loss_count_},
+                {"token_drop", token_drop_},
+                {"replay_token_fraction", replay_token_fraction_},
+                {"fractions", {fractions_.sample_fraction, fractions_.token_fraction}},
                 {"seconds", seconds_before_resume_ + seconds_since(run_start_)},
                 {"config_yaml", config_to_yaml(cfg_)}};
   save_checkpoint(dir_, d, [&](const std::filesystem::path& p) { buffer_.save(p); });
@@ -589,6 +674,13 @@ void Trainer::restore(const CheckpointData& ck) {
   loss_new_sum_ = ck.progress.at("loss_new_sum");
   loss_replay_sum_ = ck.progress.at("loss_replay_sum");
   loss_count_ = ck.progress.at("loss_count");
+  if (ck.progress.contains("token_drop")) token_drop_ = ck.progress.at("token_drop");
+  if (ck.progress.contains("replay_token_fraction")) replay_token_fraction_ = ck.progress.at("replay_token_fraction");
+  if (ck.progress.contains("fractions")) {
+    fractions_.sample_fraction = ck.progress.at("fractions").at(0);
+    fractions_.token_fraction = ck.progress.at("fractions").at(1);
+    fractions_.retention = fractions_.sample_fraction * fractions_.token_fraction;
+  }
   seconds_before_resume_ = ck.progress.at("seconds");
   buffer_ = TokenBuffer::load(ck.buffer_file);
   auto cum = ck.tensors.find("cumulative_indices");
@@ -608,6 +700,11 @@ void Trainer::restore(const CheckpointData& ck) {
 }
 
 }  // namespace
+
+torch::Tensor replay_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets, const torch::Tensor& weights) {
+  auto ce = torch::cross_entropy_loss(logits, targets, {}, torch::Reduction::None);  // [B]
+  return (ce * weights.to(ce.dtype())).sum() / weights.sum().to(ce.dtype()).clamp_min(1e-12);
+}
 
 std::filesystem::path run_directory(const Config& config, const RunOptions& options) {
   if (!options.resume_dir.empty()) return options.resume_dir;

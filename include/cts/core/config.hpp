@@ -76,12 +76,18 @@ struct MemoryConfig {
   double retention = 0.01;
   std::optional<double> sample_fraction;
   std::optional<double> token_fraction;
-  std::optional<double> budget_bytes;
+  std::optional<double> budget_bytes;  // total buffer bytes after the last task, instead of fractions
+  std::string selection = "two-stage";  // two-stage | joint
   std::string coreset = "random";
   std::string tokens = "random";
   std::string fill = "zero-embedding";  // zero-embedding | zero-pixel | drop
   std::string target = "label";         // label | predicted
   bool use_weights = false;
+  std::string coreset_gradient = "logits";  // logits | logits-embedding (craig, gradmatch)
+  double gradmatch_lambda = 0.5;            // ridge λ of GradMatch's weight solve
+  double gradmatch_tolerance = 1.0e-4;      // GradMatch stops when ||residual|| / ||target|| < this
+  double coreset_memory_mb = 1024.0;        // largest N×N distance matrix CRAIG may hold
+  double budget_holdout = 0.1;              // budget_bytes: held-out fraction of each class for the split search
   int64_t selection_batch_size = 64;
   double atman_factor = 0.1;         // AtMan suppression factor f
   double atman_kappa = 0.7;          // AtMan cosine threshold for conceptually similar tokens
@@ -135,6 +141,12 @@ struct MemoryFractions {
   double token_fraction = 0.0;   // k: fraction of each kept sample's tokens
   double retention = 0.0;        // s * k
   bool uses_memory = false;
+  // memory.budget_bytes: the buffer's total bytes after the last task. The split between
+  // samples and tokens is chosen per task at selection time (memory/budget.hpp); the
+  // fractions above are then only the starting guess (core-tokenset: s = k = sqrt of the
+  // implied retention, set by the trainer once the data is known).
+  std::optional<int64_t> budget_bytes;
+  bool joint = false;  // memory.selection = joint
 };
 MemoryFractions resolve_memory_fractions(const MemoryConfig& memory);
 

@@ -1,16 +1,18 @@
 // Coreset (sample) selection interface. Runs per class on the just-finished task's
-// training samples; input rows are that class's samples.
+// training samples; input rows are that class's samples. Methods are seeded and
+// deterministic: the same input and seed give the same indices and weights.
 #pragma once
 #include <torch/types.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
 namespace cts {
 
 struct CoresetInput {
-  torch::Tensor features;   // [N, D] normalised-or-not penultimate features (if needs_features)
-  torch::Tensor gradients;  // [N, G] last-layer gradients softmax(z) - onehot(y) (if needs_gradients)
+  torch::Tensor features;   // [N, D] penultimate (pre-logits) features, not normalised (if needs_features)
+  torch::Tensor gradients;  // [N, C] last-layer gradients softmax(z) - onehot(y) (if needs_gradients)
   int64_t budget = 0;       // samples to keep, 1 <= budget <= N
   uint64_t seed = 0;
   int64_t task = 0, class_id = 0;  // for seeding
@@ -19,7 +21,18 @@ struct CoresetInput {
 
 struct CoresetResult {
   torch::Tensor indices;  // int64 [budget] rows of the input, ascending
-  torch::Tensor weights;  // float [budget] (CRAIG cluster sizes, GradMatch weights; ones for others)
+  torch::Tensor weights;  // float [budget] (CRAIG cluster sizes, GradMatch weights; ones for others), all >= 0
+};
+
+// Options of the gradient-based methods (config keys memory.coreset_*, memory.gradmatch_*).
+struct SampleSelectorOptions {
+  // Per-sample gradient seen by craig and gradmatch: "logits" = g_i = softmax(z_i) - onehot(y_i)
+  // (the head-bias gradient, C numbers); "logits-embedding" = [g_i, g_i ⊗ e_i] (head bias and
+  // weight gradient, C·(D+1) numbers, e_i the pre-logits embedding).
+  std::string gradient = "logits";
+  double gradmatch_lambda = 0.5;      // ridge λ of the weight solve
+  double gradmatch_tolerance = 1e-4;  // stop when ||residual|| / ||target|| < tolerance
+  int64_t craig_matrix_bytes = int64_t(1) << 30;  // largest N×N distance matrix CRAIG may hold
 };
 
 class SampleSelector {
@@ -30,5 +43,8 @@ class SampleSelector {
   virtual bool needs_gradients() const { return false; }
   virtual CoresetResult select(const CoresetInput& input) = 0;
 };
+
+// Checks the common input contract (budget range, row counts); TORCH_CHECK errors name the method.
+void check_coreset_input(const CoresetInput& input, const SampleSelector& method);
 
 }  // namespace cts

@@ -3,6 +3,8 @@
 // (loss = CE(new) + CE(replay)), then evaluation on every task so far, then selection of
 // that task's memory, then a checkpoint. Writes the run folder of docs/design.md.
 #pragma once
+#include <torch/types.h>
+
 #include <atomic>
 #include <filesystem>
 #include <functional>
@@ -33,6 +35,10 @@ struct RunSummary {
 // Runs the whole experiment described by `config`. InputError for bad config/data,
 // RunError for failures during the run.
 RunSummary run_experiment(const Config& config, const RunOptions& options = {});
+
+// Replay loss with memory.use_weights: Σ_b w_b · CE_b / Σ_b w_b over the replay batch
+// (coreset weights: CRAIG cluster sizes, GradMatch weights).
+torch::Tensor replay_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets, const torch::Tensor& weights);
 
 // The folder a config writes to (output.dir or runs/<config name>).
 std::filesystem::path run_directory(const Config& config, const RunOptions& options);

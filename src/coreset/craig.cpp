@@ -1,0 +1,177 @@
+// craig (Mirzasoleiman, Bilmes, Leskovec 2020, "Coresets for data-efficient training").
+//
+//   D_ij = ||x_i − x_j||²          x_i: last-layer gradient of sample i (gradient_rows.hpp)
+//   S_ij = c − D_ij,  c = max D    (similarity; S ≥ 0)
+//   F(S) = Σ_i max_{j∈S} S_ij      (facility location; monotone submodular, F(∅) = 0)
+//   greedy: S ← S ∪ argmax_j F(S ∪ {j}) − F(S), n times        (≥ (1 − 1/e) of the optimum)
+//   γ_j = |{i : j = argmax_{j'∈S} S_ij'}|                        (cluster sizes, Σ_j γ_j = N)
+//
+// Gains. With m_i = min_{j∈S} D_ij the marginal gain of j is Σ_i max(0, m_i − D_ij) for
+// non-empty S; for S = ∅ it is N·c − Σ_i D_ij. c therefore never changes which sample
+// greedy picks (the first pick is argmin_j Σ_i D_ij whatever c is); it only bounds the
+// initial gains. In matrix mode c = max D exactly; in column mode the cheap bound
+// c = 4·max_i ||x_i||² ≥ max D is used, and Σ_i D_ij comes in closed form:
+//   Σ_i D_ij = Σ_i ||x_i||² + N ||x_j||² − 2 <x_j, Σ_i x_i>.
+//
+// Lazy greedy (Minoux): a max-heap holds each candidate's last computed gain, an upper
+// bound of its current gain (submodularity). Pop the top; if its gain is from this step it
+// is the greedy choice, else recompute and push back. Ties go to the lower row index, so
+// the selection equals plain greedy's. Column mode refreshes the `block` best stale
+// candidates per round (distance rows by plain loops, no N×N memory); fresh gains are
+// exact, so this changes nothing but speed.
+//
+// Memory. The N×N float matrix is built (in row blocks) only when it fits matrix_bytes
+// (memory.coreset_memory_mb); otherwise only [block, N] distance blocks are ever held.
+// Cluster assignment is maintained during greedy (a point joins a new pick only when
+// strictly nearer, so ties stay with the earlier pick).
+#include "cts/coreset/craig.hpp"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <limits>
+#include <queue>
+
+namespace cts {
+namespace {
+
+struct HeapEntry {
+  double gain;
+  int64_t index;
+  int64_t step;  // the greedy step at which `gain` was computed
+};
+struct HeapOrder {  // max-heap on gain, then min index
+  bool operator()(const HeapEntry& a, const HeapEntry& b) const {
+    if (a.gain != b.gain) return a.gain < b.gain;
+    return a.index > b.index;
+  }
+};
+
+// Gain of one candidate from its distance row d[i] = D_ji.
+double gain_from_row(const float* d, const std::vector<double>& m, int64_t n) {
+  double g = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double diff = m[size_t(i)] - double(d[i]);
+    if (diff > 0) g += diff;
+  }
+  return g;
+}
+
+}  // namespace
+
+FacilityLocationResult facility_location_greedy(const GradientRows& rows, int64_t budget, int64_t matrix_bytes, int64_t block) {
+  const int64_t n = rows.size();
+  TORCH_CHECK(budget >= 0 && budget <= n, "facility location: cannot pick ", budget, " of ", n);
+  TORCH_CHECK(block >= 1, "facility location: block must be >= 1");
+  FacilityLocationResult out;
+  out.cluster.assign(size_t(n), -1);
+  if (budget == 0) return out;
+
+  out.used_matrix = double(n) * double(n) * 4.0 <= double(matrix_bytes);
+  torch::Tensor matrix;  // [N, N] float, row j = distances from j
+  const int64_t row_block = std::max<int64_t>(1, std::min<int64_t>(n, (int64_t(64) << 20) / std::max<int64_t>(1, 4 * n)));
+  std::vector<double> initial(static_cast<size_t>(n));
+  double c = 0.0;
+  if (out.used_matrix) {
+    matrix = torch::empty({n, n}, torch::kFloat32);
+    for (int64_t r0 = 0; r0 < n; r0 += row_block) {
+      const int64_t nr = std::min(row_block, n - r0);
+      matrix.narrow(0, r0, nr).copy_(rows.slice(r0, nr).squared_distances(rows));
+    }
+    matrix.fill_diagonal_(0.0f);
+    c = matrix.max().item<double>();
+    auto sums = matrix.sum(1, false, torch::kFloat64).contiguous();
+    const double* s = sums.data_ptr<double>();
+    for (int64_t j = 0; j < n; ++j) initial[size_t(j)] = double(n) * c - s[j];
+  } else {
+    auto sq = rows.squared_norms().to(torch::kFloat64);                    // [N]
+    c = 4.0 * sq.max().item<double>();
+    auto sum_dot = rows.inner_with_sum();  // [N] <x_j, Σ_i x_i>, O(N·C·D')
+    const double total_sq = sq.sum().item<double>();
+    auto s = (total_sq + double(n) * sq - 2.0 * sum_dot).contiguous();  // Σ_i D_ij
+    const double* sp = s.data_ptr<double>();
+    for (int64_t j = 0; j < n; ++j) initial[size_t(j)] = double(n) * c - sp[j];
+  }
+
+  std::priority_queue<HeapEntry, std::vector<HeapEntry>, HeapOrder> heap;
+  for (int64_t j = 0; j < n; ++j) heap.push({initial[size_t(j)], j, 0});
+  out.evaluations = n;
+
+  std::vector<double> m(static_cast<size_t>(n), std::numeric_limits<double>::infinity());  // min distance to S
+  std::vector<char> selected(static_cast<size_t>(n), 0);
+  for (int64_t step = 0; step < budget; ++step) {
+    HeapEntry pick{};
+    while (true) {
+      HeapEntry top = heap.top();
+      if (top.step == step) {
+        heap.pop();
+        pick = top;
+        break;
+      }
+      if (out.used_matrix) {
+        heap.pop();
+        top.gain = gain_from_row(matrix[top.index].data_ptr<float>(), m, n);
+        top.step = step;
+        heap.push(top);
+        ++out.evaluations;
+        continue;
+      }
+      // Column mode: refresh the `block` best stale candidates in one round, looking past
+      // fresh entries, which go back unchanged: extra refreshes only tighten bounds.
+      std::vector<HeapEntry> stale, fresh;
+      while (!heap.empty() && int64_t(stale.size()) < block && int64_t(fresh.size()) < 4 * block) {
+        (heap.top().step == step ? fresh : stale).push_back(heap.top());
+        heap.pop();
+      }
+      for (const auto& e : fresh) heap.push(e);
+      std::vector<float> row(static_cast<size_t>(n));
+      for (auto& e : stale) {
+        rows.squared_distances_from(e.index, row.data());
+        e.gain = gain_from_row(row.data(), m, n);
+        e.step = step;
+        heap.push(e);
+      }
+      out.evaluations += int64_t(stale.size());
+    }
+    const int64_t j = pick.index;
+    selected[size_t(j)] = 1;
+    out.order.push_back(j);
+    out.gains.push_back(pick.gain);
+    std::vector<float> pick_row;
+    const float* row = nullptr;
+    if (out.used_matrix) {
+      row = matrix[j].data_ptr<float>();
+    } else {
+      pick_row.resize(static_cast<size_t>(n));
+      rows.squared_distances_from(j, pick_row.data());
+      row = pick_row.data();
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const double dij = double(row[i]);
+      if (dij < m[size_t(i)]) {
+        m[size_t(i)] = dij;
+        out.cluster[size_t(i)] = j;
+      }
+    }
+  }
+  return out;
+}
+
+CoresetResult CraigCoreset::select(const CoresetInput& in) {
+  check_coreset_input(in, *this);
+  const auto rows = GradientRows::from_input(in, opt_.gradient);
+  const auto fl = facility_location_greedy(rows, in.budget, opt_.craig_matrix_bytes);
+  std::vector<int64_t> picked = fl.order;
+  std::sort(picked.begin(), picked.end());
+  std::vector<float> gamma(picked.size(), 0.0f);
+  for (int64_t a : fl.cluster) {
+    const auto it = std::lower_bound(picked.begin(), picked.end(), a);
+    gamma[size_t(it - picked.begin())] += 1.0f;
+  }
+  CoresetResult r;
+  r.indices = torch::tensor(picked, torch::kInt64);
+  r.weights = torch::tensor(gamma, torch::kFloat32);
+  return r;
+}
+
+}  // namespace cts
