@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include <nlohmann/json.hpp>
+
 #include "cts/attribution/attention_record.hpp"
 #include "cts/attribution/gradlrp.hpp"
 #include "cts/attribution/lrp.hpp"
@@ -346,4 +348,40 @@ TEST(Attribution, EveryMethodRunsInCoreTokensAndCoreTokenset) {
   for (const auto& [m, pos] : positions) {
     if (m != "random") EXPECT_FALSE(torch::equal(pos, positions.at("random"))) << m;
   }
+}
+
+TEST(Attribution, MemoryTokensDropPolicyTrainsOnTheSelectorsTokens) {
+  TempDir dir;
+  Console::get().set_quiet(true);
+  int runs = 0;
+  auto run = [&](const std::string& policy, const std::string& tokens) {
+    const std::string name = policy + tokens + std::to_string(runs++);
+    auto c = parse_config(
+        "seed: 3\nthreads: 1\ndata: {name: synthetic, tasks: 2, num_classes: 4, train_per_class: 20, test_per_class: 5}\n"
+        "model: {preset: vit_nano_patch4_28, embed_dim: 32, depth: 2, num_heads: 2}\n"
+        "train: {epochs: 1, batch_size: 16, replay_batch_size: 16, warmup_steps: 1, token_drop_policy: " + policy + "}\n"
+        "memory: {strategy: core-tokenset, retention: 0.25, tokens: " + tokens + "}\noutput: {progress: none, save_model: false}\n",
+        "test", {});
+    c.name = "t";
+    RunOptions o;
+    o.out_dir = dir / name;
+    auto s = run_experiment(c, o);
+    EXPECT_TRUE(s.completed);
+    // The buffer's kept tokens are chosen by the trained model: they differ when training did.
+    return std::make_pair(test::read_text(dir / name / "metrics.json"), test::read_text(dir / name / "buffer.safetensors"));
+  };
+  const auto random_policy = run("random", "rollout");
+  const auto matched = run("memory-tokens", "rollout");
+  const auto matched_again = run("memory-tokens", "rollout");
+  Console::get().set_quiet(false);
+  auto buffer_of = [](const std::pair<std::string, std::string>& r) { return r.second; };
+  auto metrics_of = [](const std::pair<std::string, std::string>& r) {
+    auto j = nlohmann::json::parse(r.first);
+    j.erase("timing");
+    return j;
+  };
+  EXPECT_NE(buffer_of(random_policy), buffer_of(matched));          // the policy changes training
+  EXPECT_EQ(buffer_of(matched), buffer_of(matched_again));          // and stays deterministic
+  EXPECT_EQ(metrics_of(matched), metrics_of(matched_again));
+  EXPECT_THROW(parse_config("train: {token_drop_policy: attention}\n", "test", {}), InputError);
 }
