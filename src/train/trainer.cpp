@@ -4,13 +4,21 @@
 
 #include <torch/torch.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <future>
+#include <optional>
 #include <sstream>
 #include <thread>
 
 #include "cts/attribution/registry.hpp"
+#include "cts/core/crash_test.hpp"
 #include "cts/core/error.hpp"
 #include "cts/core/fs.hpp"
 #include "cts/core/rng.hpp"
@@ -68,12 +76,92 @@ ViTConfig model_config(const Config& c, const ImageShape& data_shape, int64_t cl
   return v;
 }
 
+// The first line of a run folder's config.yaml names the config (a YAML comment), so a
+// resumed run keeps its name (summary.md title, model.safetensors metadata).
+constexpr const char* kConfigNameLine = "# cts run: ";
+
+std::string saved_config_name(const std::filesystem::path& config_yaml, const std::string& fallback) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(config_yaml, ec)) return fallback;
+  const std::string text = read_file(config_yaml, "config file");
+  const std::string prefix = kConfigNameLine;
+  if (text.rfind(prefix, 0) != 0) return fallback;
+  const size_t end = text.find('\n');
+  const std::string name = text.substr(prefix.size(), end == std::string::npos ? std::string::npos : end - prefix.size());
+  return name.empty() ? fallback : name;
+}
+
+// Cuts log.jsonl back to its size at the checkpoint (`bytes` < 0: unknown, keep all) and
+// returns the event names of the records removed.
+nlohmann::json cut_log_to_checkpoint(const std::filesystem::path& log, int64_t bytes) {
+  nlohmann::json dropped = nlohmann::json::array();
+  std::error_code ec;
+  if (bytes < 0 || !std::filesystem::is_regular_file(log, ec)) return dropped;
+  repair_jsonl(log);
+  const std::string text = read_file(log, "log");
+  if (text.size() <= size_t(bytes)) return dropped;
+  std::istringstream tail(text.substr(size_t(bytes)));
+  std::string line;
+  while (std::getline(tail, line)) {
+    try {
+      dropped.push_back(nlohmann::json::parse(line).value("event", "?"));
+    } catch (const std::exception&) {
+      dropped.push_back("?");
+    }
+  }
+  truncate_jsonl(log, uint64_t(bytes));
+  return dropped;
+}
+
+// An exclusive lock on <run>/.lock for the life of the run: a second `cts run` (or
+// --resume) on the same folder stops with an error instead of interleaving checkpoints.
+// The kernel releases it when the process ends, however it ends.
+class RunFolderLock {
+ public:
+  RunFolderLock() = default;
+  explicit RunFolderLock(const std::filesystem::path& dir) {
+    const auto path = dir / ".lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw_run("cannot create {}: {} (is the run folder writable?)", path.string(), std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      char buf[32] = {0};
+      const ssize_t n = ::pread(fd_, buf, sizeof(buf) - 1, 0);
+      ::close(fd_);
+      fd_ = -1;
+      throw_input("{} is in use by another cts process{}; wait for it to finish or stop it first", dir.string(),
+                  n > 0 ? fmt::format(" (pid {})", std::string(buf, size_t(n))) : std::string());
+    }
+    const std::string pid = std::to_string(::getpid());
+    if (::ftruncate(fd_, 0) == 0 && ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
+      // The pid is only for the message above; the lock itself holds.
+    }
+  }
+  RunFolderLock(const RunFolderLock&) = delete;
+  RunFolderLock& operator=(RunFolderLock&& other) noexcept {
+    if (this != &other) {
+      release();
+      fd_ = other.fd_;
+      other.fd_ = -1;
+    }
+    return *this;
+  }
+  ~RunFolderLock() { release(); }
+
+ private:
+  void release() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  int fd_ = -1;
+};
+
 class Trainer {
  public:
   Trainer(const Config& config, const RunOptions& options) : cfg_(config), opt_(options) {}
   RunSummary run();
 
  private:
+  RunSummary run_steps();
   void setup();
   void restore(const CheckpointData& ck);
   void train_task(int64_t task, int64_t start_epoch, int64_t start_step);
@@ -113,9 +201,13 @@ class Trainer {
   std::vector<int64_t> task_samples_;   // training samples of each task (byte-budget shares)
   int64_t num_tokens_ = 0;
   int64_t steps_this_process_ = 0;
+  int64_t global_step_ = 0;  // optimizer steps of the whole run (checkpoint_every counts these)
+  RunFolderLock lock_;
   bool stopped_ = false;
   double loss_new_sum_ = 0.0, loss_replay_sum_ = 0.0;
   int64_t loss_count_ = 0;
+  torch::Tensor loss_acc_;      // [2] float64 on the device: loss sums not yet folded into the above
+  int64_t loss_acc_steps_ = 0;  // steps in loss_acc_
   Clock::time_point run_start_;
   double seconds_before_resume_ = 0.0;
 };
@@ -226,28 +318,54 @@ void Trainer::setup() {
 }
 
 RunSummary Trainer::run() {
+  try {
+    return run_steps();
+  } catch (const std::exception& e) {
+    // Best effort: the log says why the run ended (a later --resume drops this record with
+    // the others written after the last checkpoint).
+    try {
+      if (log_.is_open()) log_.append({{"event", "failed"}, {"error", e.what()}});
+    } catch (const std::exception&) {
+    }
+    throw;
+  }
+}
+
+RunSummary Trainer::run_steps() {
   run_start_ = Clock::now();
   setup();
   const bool resuming = !opt_.resume_dir.empty();
   ensure_directory(dir_);
-  if (!resuming) {
-    std::error_code ec;
+  lock_ = RunFolderLock(dir_);
+  // Holding the lock: temporary files here are from a killed process, never from a writer.
+  remove_stale_temp_files(dir_);
+  remove_stale_temp_files(dir_ / "checkpoint");
+  std::optional<CheckpointData> ck;
+  if (resuming) {
+    if (has_checkpoint(dir_)) ck = load_checkpoint(dir_);
+    cfg_.name = saved_config_name(dir_ / "config.yaml", cfg_.name);
+  } else {
     if (has_checkpoint(dir_)) {
       throw_input("{} already holds a run; continue it with --resume {} or choose another --out", dir_.string(), dir_.string());
     }
-    write_file_atomic(dir_ / "config.yaml", config_to_yaml(cfg_));
+    write_file_atomic(dir_ / "config.yaml", fmt::format("{}{}\n{}", kConfigNameLine, cfg_.name, config_to_yaml(cfg_)));
   }
+  if (ck) restore(*ck);
+  // Records written after the last checkpoint describe work that is done again now.
+  const nlohmann::json dropped = resuming ? cut_log_to_checkpoint(dir_ / "log.jsonl", ck ? ck->log_bytes : 0) : nlohmann::json::array();
   log_ = JsonlLog(dir_ / "log.jsonl");
   auto& con = Console::get();
 
   int64_t start_task = 0, start_epoch = 0, start_step = 0;
-  if (resuming) {
-    auto ck = load_checkpoint(dir_);
-    restore(ck);
-    if (ck.task_complete) start_task = ck.task + 1;
-    else start_task = ck.task, start_epoch = ck.epoch, start_step = ck.step;
+  if (resuming && !ck) {
+    con.info("{} has no checkpoint yet (the run stopped before its first one): starting it from the beginning", dir_.string());
+    log_.append({{"event", "resume"}, {"task", 0}, {"epoch", 0}, {"step", 0}, {"from_start", true}, {"dropped", dropped}});
+  }
+  if (ck) {
+    if (ck->task_complete) start_task = ck->task + 1;
+    else start_task = ck->task, start_epoch = ck->epoch, start_step = ck->step;
     con.info("resuming {} at task {} epoch {} step {}", dir_.string(), start_task, start_epoch, start_step);
-    log_.append({{"event", "resume"}, {"task", start_task}, {"epoch", start_epoch}, {"step", start_step}});
+    log_.append({{"event", "resume"}, {"task", start_task}, {"epoch", start_epoch}, {"step", start_step}, {"dropped", dropped}});
   } else {
     int64_t params = 0;
     for (const auto& p : model_->parameters()) params += p.numel();
@@ -270,7 +388,7 @@ RunSummary Trainer::run() {
   }
 
   for (int64_t t = start_task; t < split_.num_tasks() && !stopped_; ++t) {
-    const bool mid_task = resuming && t == start_task && (start_epoch > 0 || start_step > 0);
+    const bool mid_task = ck && t == start_task && (start_epoch > 0 || start_step > 0);
     if (!mid_task) {
       model_->resize_head(split_.classes_seen_after(t), head_init_rows_.to(device_));
       if (record_.timing.size() <= size_t(t)) record_.timing.resize(size_t(t) + 1);
@@ -283,8 +401,8 @@ RunSummary Trainer::run() {
     update_memory_stats(t + 1);
     record_.total_seconds = seconds_before_resume_ + seconds_since(run_start_);
     write_outputs(false);
-    checkpoint(t, 0, 0, true);
     log_.append({{"event", "task_end"}, {"task", t}, {"average_accuracy", record_.metrics().final_average_accuracy}});
+    checkpoint(t, 0, 0, true);
     if (t + 1 < split_.num_tasks() && should_stop()) stopped_ = true;
   }
 
@@ -325,9 +443,16 @@ void Trainer::train_task(int64_t task, int64_t start_epoch, int64_t start_step) 
     const auto order = indices.index_select(0, task_order(task, epoch, n));
     auto t0 = Clock::now();
     const int64_t first = epoch == start_epoch ? start_step : 0;
+    // Losses are summed on the device and folded into the host sums every log_every steps;
+    // a checkpoint stores the unfolded part as it is, so a resumed run adds the same numbers
+    // in the same order as an uninterrupted one.
+    if (first == 0 || !loss_acc_.defined()) {
+      loss_acc_ = torch::zeros({2}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
+      loss_acc_steps_ = 0;
+    }
     if (first == 0) loss_new_sum_ = loss_replay_sum_ = 0.0, loss_count_ = 0;
-    torch::Tensor loss_acc = torch::zeros({2}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
-    int64_t acc_steps = 0;
+    torch::Tensor& loss_acc = loss_acc_;
+    int64_t& acc_steps = loss_acc_steps_;
     con.progress_begin(fmt::format("task {}/{} epoch {}/{}", task + 1, split_.num_tasks(), epoch + 1, cfg_.train.epochs), steps_per_epoch);
     auto batch_ids = [&](int64_t s) { return order.narrow(0, s * bs, std::min(bs, n - s * bs)); };
     std::future<torch::Tensor> next;
@@ -343,6 +468,8 @@ void Trainer::train_task(int64_t task, int64_t start_epoch, int64_t start_step) 
       loss_acc += training_step(task, epoch, s, step_in_task, images, targets, lr);
       ++acc_steps;
       ++steps_this_process_;
+      ++global_step_;
+      if (crash_points_enabled()) crash_point("step");
       timing.steps += 1;
       timing.samples += ids.size(0);
       if ((s + 1) % cfg_.train.log_every == 0 || s + 1 == steps_per_epoch) {
@@ -360,15 +487,7 @@ void Trainer::train_task(int64_t task, int64_t start_epoch, int64_t start_step) 
       }
       con.progress_update(s + 1, status);
       const bool stop = should_stop();
-      if (stop || (cfg_.train.checkpoint_every > 0 && steps_this_process_ % cfg_.train.checkpoint_every == 0 && s + 1 < steps_per_epoch)) {
-        if (acc_steps > 0) {
-          auto host = loss_acc.to(torch::kCPU);
-          loss_new_sum_ += host[0].item<double>();
-          loss_replay_sum_ += host[1].item<double>();
-          loss_count_ += acc_steps;
-          loss_acc.zero_();
-          acc_steps = 0;
-        }
+      if (stop || (cfg_.train.checkpoint_every > 0 && global_step_ % cfg_.train.checkpoint_every == 0 && s + 1 < steps_per_epoch)) {
         timing.train_seconds += seconds_since(t0);
         const bool epoch_done = s + 1 == steps_per_epoch;
         checkpoint(task, epoch_done ? epoch + 1 : epoch, epoch_done ? 0 : s + 1, false);
@@ -562,6 +681,7 @@ void Trainer::select_memory(int64_t task) {
   st.feature_batch_size = cfg_.train.eval_batch_size;
   st.seed = static_cast<uint64_t>(cfg_.seed);
   auto rep = select_task_memory(model_, *data_.train, split_, task, *coreset_, *token_selector_, st, buffer_);
+  if (crash_points_enabled()) crash_point("selection");
   const double secs = seconds_since(t0);
   record_.timing[size_t(task)].selection_seconds = secs;
   Console::get().info("task {} memory: kept {} samples x {} tokens (coreset {:.1f} s, attribution {:.1f} s); buffer {} samples, {} bytes", task,
@@ -630,17 +750,22 @@ void Trainer::checkpoint(int64_t task, int64_t epoch, int64_t step, bool task_co
   if (!task_complete && optimizer_)
     for (const auto& [k, v] : optimizer_->state()) d.tensors["optim." + k] = v;
   if (cumulative_all_.defined()) d.tensors["cumulative_indices"] = cumulative_all_;
+  if (!task_complete && loss_acc_.defined()) d.tensors["loss_acc"] = loss_acc_;
   d.progress = {{"record", record_.to_json()},
                 {"loss_new_sum", loss_new_sum_},
                 {"loss_replay_sum", loss_replay_sum_},
                 {"loss_count", loss_count_},
+                {"loss_acc_steps", task_complete ? 0 : loss_acc_steps_},
                 {"token_drop", token_drop_},
                 {"replay_token_fraction", replay_token_fraction_},
                 {"fractions", {fractions_.sample_fraction, fractions_.token_fraction}},
                 {"seconds", seconds_before_resume_ + seconds_since(run_start_)},
                 {"config_yaml", config_to_yaml(cfg_)}};
-  save_checkpoint(dir_, d, [&](const std::filesystem::path& p) { buffer_.save(p); });
+  // The record goes in first and the checkpoint remembers the log's size with it: a resume
+  // cuts the log back to exactly this point.
   log_.append({{"event", "checkpoint"}, {"task", task}, {"epoch", epoch}, {"step", step}, {"task_complete", task_complete}});
+  d.log_bytes = static_cast<int64_t>(log_.size());
+  save_checkpoint(dir_, d, [&](const std::filesystem::path& p) { buffer_.save(p); });
 }
 
 void Trainer::restore(const CheckpointData& ck) {
@@ -671,9 +796,18 @@ void Trainer::restore(const CheckpointData& ck) {
     }
   }
   record_ = RunRecord::from_json(ck.progress.at("record"));
+  global_step_ = 0;
+  for (const auto& t : record_.timing) global_step_ += t.steps;
   loss_new_sum_ = ck.progress.at("loss_new_sum");
   loss_replay_sum_ = ck.progress.at("loss_replay_sum");
   loss_count_ = ck.progress.at("loss_count");
+  loss_acc_steps_ = ck.progress.value("loss_acc_steps", int64_t{0});
+  if (auto acc = ck.tensors.find("loss_acc"); acc != ck.tensors.end() && !ck.task_complete) {
+    loss_acc_ = acc->second.to(device_, torch::kFloat64);
+  } else {
+    loss_acc_ = torch::Tensor();
+    loss_acc_steps_ = 0;
+  }
   if (ck.progress.contains("token_drop")) token_drop_ = ck.progress.at("token_drop");
   if (ck.progress.contains("replay_token_fraction")) replay_token_fraction_ = ck.progress.at("replay_token_fraction");
   if (ck.progress.contains("fractions")) {
