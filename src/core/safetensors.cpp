@@ -109,11 +109,17 @@ SafetensorsFile parse_header(const std::filesystem::path& path, std::ifstream& i
     const DtypeInfo* info = find_dtype(e.dtype);
     if (!info) throw_input("{}: tensor '{}': dtype '{}' is not supported (accepted: {})", where, name, e.dtype, accepted_dtypes());
     if (!v["shape"].is_array()) throw_input("{}: tensor '{}': shape must be an array", where, name);
+    if (v["shape"].size() > 64) throw_input("{}: tensor '{}': shape has {} dimensions; at most 64 are accepted", where, name, v["shape"].size());
     uint64_t numel = 1;
+    uint64_t nonzero = 1;  // product of the non-zero dimensions: must fit int64 for torch even when numel is 0
     for (const auto& d : v["shape"]) {
-      if (!d.is_number_unsigned()) throw_input("{}: tensor '{}': shape entries must be non-negative integers", where, name);
+      if (!d.is_number_unsigned()) throw_input("{}: tensor '{}': shape entries must be non-negative integers, found {}", where, name, d.dump());
       const uint64_t dim = d.get<uint64_t>();
-      if (dim != 0 && numel > std::numeric_limits<uint64_t>::max() / dim) throw_input("{}: tensor '{}': shape overflows", where, name);
+      constexpr uint64_t kMaxNumel = uint64_t(std::numeric_limits<int64_t>::max());
+      if (dim != 0 && nonzero > kMaxNumel / dim) {
+        throw_input("{}: tensor '{}': shape {} overflows: more than 2^63 elements", where, name, v["shape"].dump());
+      }
+      if (dim != 0) nonzero *= dim;
       numel *= dim;
       e.shape.push_back(static_cast<int64_t>(dim));
     }
@@ -136,12 +142,16 @@ SafetensorsFile parse_header(const std::filesystem::path& path, std::ifstream& i
   std::sort(file.entries.begin(), file.entries.end(), [](const auto& a, const auto& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
-  for (size_t i = 1; i < file.entries.size(); ++i) {
-    const auto& prev = file.entries[i - 1];
-    const auto& cur = file.entries[i];
-    if (cur.begin < prev.end && cur.end > cur.begin) {
-      throw_input("{}: tensors '{}' and '{}' overlap in the data section", where, prev.name, cur.name);
+  // Sorted by begin: a tensor overlaps an earlier one iff it starts before the furthest end
+  // seen so far (empty tensors occupy no bytes).
+  const SafetensorsEntry* furthest = nullptr;
+  for (const auto& cur : file.entries) {
+    if (cur.end == cur.begin) continue;
+    if (furthest && cur.begin < furthest->end) {
+      throw_input("{}: tensors '{}' (data_offsets [{}, {}]) and '{}' ([{}, {}]) overlap in the data section", where, furthest->name,
+                  furthest->begin, furthest->end, cur.name, cur.begin, cur.end);
     }
+    if (!furthest || cur.end > furthest->end) furthest = &cur;
   }
   return file;
 }

@@ -59,6 +59,16 @@ std::shared_ptr<TensorDataset> read_cifar_files(const std::vector<std::filesyste
       throw_input("{}: record {} (offset {}) has label {}; {} has labels 0..{}", file.string(), bad, bad * record,
                   lab[bad].item<int64_t>(), name, num_classes - 1);
     }
+    if (cifar100) {
+      // The first byte is the coarse label (20 superclasses): not used, but a value outside
+      // 0..19 means the file is not what it claims to be.
+      auto coarse = raw.select(1, 0).to(torch::kInt64);
+      if (coarse.max().item<int64_t>() >= 20) {
+        const int64_t bad = (coarse >= 20).nonzero()[0][0].item<int64_t>();
+        throw_input("{}: record {} (offset {}) has coarse label {}; CIFAR-100 has coarse labels 0..19", file.string(), bad, bad * record,
+                    coarse[bad].item<int64_t>());
+      }
+    }
     images.push_back(raw.narrow(1, label_bytes, kPixels).reshape({n, 3, 32, 32}));
     labels.push_back(lab);
   }

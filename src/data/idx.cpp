@@ -1,5 +1,5 @@
-// idx reader: header validated against the data actually present; gzip handled by zlib,
-// decompressed in chunks so a lying header cannot force a huge allocation.
+// idx reader: header validated against the data actually present (the file size for raw
+// files; gzip is decompressed in chunks) so a lying header cannot force a huge allocation.
 #include "cts/data/idx.hpp"
 
 #include <zlib.h>
@@ -20,8 +20,9 @@ struct GzFile {
   }
 };
 
-// Reads up to n bytes; returns the count read.
-size_t read_some(gzFile f, unsigned char* dst, size_t n, const std::filesystem::path& path) {
+// Reads up to n bytes at file offset `offset` (of the decompressed stream); returns the
+// count read.
+size_t read_some(gzFile f, unsigned char* dst, size_t n, uint64_t offset, const std::filesystem::path& path) {
   size_t done = 0;
   while (done < n) {
     const unsigned chunk = static_cast<unsigned>(std::min<size_t>(n - done, 1u << 30));
@@ -29,7 +30,7 @@ size_t read_some(gzFile f, unsigned char* dst, size_t n, const std::filesystem::
     if (got < 0) {
       int err = 0;
       const char* msg = gzerror(f, &err);
-      throw_input("{}: corrupt data at byte {}: {}", path.string(), done, msg ? msg : "read error");
+      throw_input("{}: corrupt gzip data at byte {} of the decompressed stream: {}", path.string(), offset + done, msg ? msg : "read error");
     }
     if (got == 0) break;
     done += static_cast<size_t>(got);
@@ -42,11 +43,14 @@ size_t read_some(gzFile f, unsigned char* dst, size_t n, const std::filesystem::
 torch::Tensor read_idx(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) throw_input("idx file not found: {}", path.string());
+  const uint64_t file_size = std::filesystem::file_size(path, ec);
+  if (ec) throw_input("cannot read the size of idx file {}: {}", path.string(), ec.message());
   GzFile gz;
   gz.f = gzopen(path.c_str(), "rb");
   if (!gz.f) throw_input("cannot open idx file {}", path.string());
   unsigned char magic[4];
-  if (read_some(gz.f, magic, 4, path) != 4) throw_input("{}: truncated: no 4-byte idx magic", path.string());
+  const size_t got_magic = read_some(gz.f, magic, 4, 0, path);
+  if (got_magic != 4) throw_input("{}: truncated: {} bytes, expected at least the 4-byte idx magic 00 00 08 <ndims>", path.string(), got_magic);
   if (magic[0] != 0 || magic[1] != 0) {
     throw_input("{}: wrong magic at offset 0: expected 00 00 <type> <ndims>, found {:02x} {:02x}", path.string(), magic[0], magic[1]);
   }
@@ -57,27 +61,48 @@ torch::Tensor read_idx(const std::filesystem::path& path) {
   uint64_t total = 1;
   for (int d = 0; d < ndims; ++d) {
     unsigned char b[4];
-    if (read_some(gz.f, b, 4, path) != 4) throw_input("{}: truncated in the header (dimension {})", path.string(), d);
+    if (read_some(gz.f, b, 4, 4 + 4 * d, path) != 4) {
+      throw_input("{}: truncated in the header: dimension {} at offset {} is missing ({} dimensions declared)", path.string(), d, 4 + 4 * d, ndims);
+    }
     const uint64_t v = (uint64_t(b[0]) << 24) | (uint64_t(b[1]) << 16) | (uint64_t(b[2]) << 8) | uint64_t(b[3]);
-    if (v == 0 || v > (1u << 31)) throw_input("{}: dimension {} at offset {} is {}: not a valid size", path.string(), d, 4 + 4 * d, v);
+    if (v == 0 || v > (1u << 31)) throw_input("{}: dimension {} at offset {} is {}: expected 1 to 2^31", path.string(), d, 4 + 4 * d, v);
     total *= v;
     if (total > kMaxIdxBytes) throw_input("{}: header claims more than {} GiB of data: not a plausible idx file", path.string(), kMaxIdxBytes >> 30);
     dims.push_back(static_cast<int64_t>(v));
   }
-  // Read in chunks into a growing buffer so that the header alone cannot allocate.
+  const uint64_t header = 4 + 4 * uint64_t(ndims);
+  auto dims_text = [&] { return fmt::format("{}", fmt::join(dims, " x ")); };
+  if (gzdirect(gz.f)) {
+    // Not compressed: the file size says at once whether the data is all there, and the
+    // tensor is allocated only once it is known to fit.
+    const uint64_t have = file_size - std::min(file_size, header);
+    if (have != total) {
+      throw_input("{}: {}: header (dimensions {}) declares {} data bytes after its {}-byte header, the file holds {}", path.string(),
+                  have < total ? "truncated" : "trailing data", dims_text(), total, header, have);
+    }
+    auto t = torch::empty(dims, torch::kUInt8);
+    const size_t got = read_some(gz.f, t.data_ptr<uint8_t>(), total, header, path);
+    if (got != total) throw_input("{}: truncated: header declares {} data bytes, file holds {}", path.string(), total, got);
+    return t;
+  }
+  // gzip: the decompressed size is known only by reading, so read in chunks into a growing
+  // buffer (a lying header cannot allocate more than the data that is really there).
   std::vector<unsigned char> data;
-  const size_t chunk = 1 << 24;
+  const size_t chunk = 1 << 20;
   while (data.size() < total) {
     const size_t want = std::min<size_t>(chunk, total - data.size());
     const size_t old = data.size();
     data.resize(old + want);
-    const size_t got = read_some(gz.f, data.data() + old, want, path);
+    const size_t got = read_some(gz.f, data.data() + old, want, header + old, path);
     if (got < want) {
-      throw_input("{}: truncated: header declares {} data bytes, file holds {}", path.string(), total, old + got);
+      throw_input("{}: truncated: header (dimensions {}) declares {} data bytes, the decompressed file holds {}", path.string(), dims_text(),
+                  total, old + got);
     }
   }
   unsigned char extra;
-  if (read_some(gz.f, &extra, 1, path) != 0) throw_input("{}: trailing data after the {} bytes the header declares", path.string(), total);
+  if (read_some(gz.f, &extra, 1, header + total, path) != 0) {
+    throw_input("{}: trailing data after the {} bytes the header (dimensions {}) declares", path.string(), total, dims_text());
+  }
   auto t = torch::empty(dims, torch::kUInt8);
   std::memcpy(t.data_ptr<uint8_t>(), data.data(), total);
   return t;

@@ -16,6 +16,17 @@ namespace {
 
 constexpr int64_t kMaxPixels = 1ll << 28;  // 268 M pixels: beyond any real photo
 
+// The most pixels a file of `bytes` bytes can really hold, so that a header cannot make us
+// allocate more than the data could fill. JPEG (Huffman): every 8x8 block costs at least one
+// bit (its DC symbol), so at most 512 pixels per byte. PNG: deflate expands at most 1032:1
+// and a 1-bit image has 8 pixels per byte, so at most 8256 pixels per byte. (An
+// arithmetic-coded JPEG, or a progressive one with scans missing, can beat the JPEG bound;
+// no camera or encoder default writes one, and such a file is rejected with the numbers.)
+constexpr int64_t kJpegPixelsPerByte = 512;
+constexpr int64_t kPngPixelsPerByte = 8 * 1032;
+
+int64_t max_pixels(size_t bytes, int64_t per_byte) { return std::min<int64_t>(kMaxPixels, int64_t(bytes) * per_byte); }
+
 bool starts_with(const std::string& s, const unsigned char* magic, size_t n) {
   return s.size() >= n && std::memcmp(s.data(), magic, n) == 0;
 }
@@ -32,14 +43,26 @@ torch::Tensor decode_jpeg(const std::string& bytes, const std::string& origin, i
   if (tjDecompressHeader3(h, src, static_cast<unsigned long>(bytes.size()), &width, &height, &subsamp, &colorspace) != 0) {
     throw_input("{}: not a readable JPEG: {}", origin, tjGetErrorStr2(h));
   }
-  if (width <= 0 || height <= 0 || int64_t(width) * height > kMaxPixels) {
-    throw_input("{}: JPEG header declares {}x{} pixels: outside 1..{} pixels", origin, width, height, kMaxPixels);
+  const int64_t limit = max_pixels(bytes.size(), kJpegPixelsPerByte);
+  if (width <= 0 || height <= 0 || int64_t(width) * height > limit) {
+    throw_input("{}: JPEG header (SOF marker) declares {}x{} pixels; a {}-byte JPEG holds 1..{} pixels (truncated or corrupt file)", origin,
+                width, height, bytes.size(), limit);
   }
   const int pf = channels == 1 ? TJPF_GRAY : TJPF_RGB;
   auto hwc = torch::empty({height, width, channels}, torch::kUInt8);
-  if (tjDecompress2(h, src, static_cast<unsigned long>(bytes.size()), hwc.data_ptr<uint8_t>(), width, 0, height, pf, TJFLAG_ACCURATEDCT) != 0) {
-    // Warnings (e.g. a few missing bytes at the end) still produce an image; errors do not.
-    if (tjGetErrorCode(h) == TJERR_FATAL) throw_input("{}: corrupt JPEG: {}", origin, tjGetErrorStr2(h));
+  // TJFLAG_LIMITSCANS: a progressive JPEG with more than 500 scans is rejected (a crafted
+  // file could otherwise make decoding take minutes).
+  if (tjDecompress2(h, src, static_cast<unsigned long>(bytes.size()), hwc.data_ptr<uint8_t>(), width, 0, height, pf,
+                    TJFLAG_ACCURATEDCT | TJFLAG_LIMITSCANS) != 0) {
+    const std::string why = tjGetErrorStr2(h);
+    // Warnings about a few corrupt bytes inside the data still produce the image (libjpeg,
+    // PIL and torchvision accept such files; ImageNet has some). Errors do not, and
+    // neither does a file that ends before its image data does.
+    if (tjGetErrorCode(h) == TJERR_FATAL) throw_input("{}: corrupt JPEG: {}", origin, why);
+    if (why.find("Premature end") != std::string::npos) {
+      throw_input("{}: truncated JPEG: the {} bytes end before the image data of the {}x{} image does ({})", origin, bytes.size(), width,
+                  height, why);
+    }
   }
   return hwc.permute({2, 0, 1}).contiguous();
 }
@@ -51,9 +74,11 @@ torch::Tensor decode_png(const std::string& bytes, const std::string& origin, in
   if (!png_image_begin_read_from_memory(&image, bytes.data(), bytes.size())) {
     throw_input("{}: not a readable PNG: {}", origin, image.message);
   }
-  if (image.width == 0 || image.height == 0 || int64_t(image.width) * image.height > kMaxPixels) {
+  const int64_t limit = max_pixels(bytes.size(), kPngPixelsPerByte);
+  if (image.width == 0 || image.height == 0 || int64_t(image.width) * image.height > limit) {
     png_image_free(&image);
-    throw_input("{}: PNG header declares {}x{} pixels: outside 1..{} pixels", origin, image.width, image.height, kMaxPixels);
+    throw_input("{}: PNG header (IHDR at offset 16) declares {}x{} pixels; a {}-byte PNG holds 1..{} pixels (truncated or corrupt file)",
+                origin, image.width, image.height, bytes.size(), limit);
   }
   image.format = channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
   auto hwc = torch::empty({int64_t(image.height), int64_t(image.width), channels}, torch::kUInt8);

@@ -4,6 +4,8 @@
 #include <torch/torch.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <exception>
 #include <fstream>
 #include <mutex>
@@ -28,14 +30,23 @@ bool is_image_file(const std::filesystem::path& p) {
 std::vector<ClassListEntry> read_class_list(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) throw_input("class list not found: {} (data.class_list)", path.string());
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw_input("cannot open class list {}: {}", path.string(), std::strerror(errno));
   std::vector<ClassListEntry> out;
   std::set<std::string> seen;
   std::string line;
   int lineno = 0;
   while (std::getline(in, line)) {
     ++lineno;
-    if (line.size() > 4096) throw_input("{} line {}: line longer than 4096 characters", path.string(), lineno);
+    if (line.size() > 4096) throw_input("{} line {}: {} characters; expected at most 4096 (is this a class list?)", path.string(), lineno, line.size());
+    if (lineno == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);  // UTF-8 byte order mark
+    for (size_t i = 0; i < line.size(); ++i) {
+      const unsigned char ch = static_cast<unsigned char>(line[i]);
+      if ((ch < 0x20 && ch != '\t' && ch != '\r') || ch == 0x7F) {
+        throw_input("{} line {} column {}: control byte 0x{:02x}; expected text (a folder name, optional readable name)", path.string(),
+                    lineno, i + 1, ch);
+      }
+    }
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
     size_t start = line.find_first_not_of(" \t");
     if (start == std::string::npos || line[start] == '#') continue;

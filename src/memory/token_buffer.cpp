@@ -130,7 +130,11 @@ TokenBuffer TokenBuffer::load(const std::filesystem::path& path) {
     }
   };
   const int64_t C = meta_int("channels"), S = meta_int("image_size"), p = meta_int("patch_size");
-  if (S % p != 0 || (C != 1 && C != 3)) throw_input("{}: metadata image_size {}, patch_size {}, channels {} are inconsistent", where, S, p, C);
+  if (S % p != 0 || (C != 1 && C != 3) || S / p > 256) {
+    throw_input("{}: metadata image_size {}, patch_size {}, channels {} are inconsistent; expected channels 1 or 3 and image_size = "
+                "patch_size x (1..256)",
+                where, S, p, C);
+  }
   TokenBuffer b(C, S, p);
   const auto& patches = f.at("patches");
   const auto& positions = f.at("positions");
@@ -139,6 +143,12 @@ TokenBuffer TokenBuffer::load(const std::filesystem::path& path) {
   const auto& tasks = f.at("tasks");
   if (patches.scalar_type() != torch::kUInt8 || patches.dim() != 4 || patches.size(1) != C || patches.size(2) != p || patches.size(3) != p) {
     throw_input("{}: patches must be U8 [tokens, {}, {}, {}], found {} {}", where, C, p, p, shape_str(patches.sizes()), c10::toString(patches.scalar_type()));
+  }
+  for (const auto& [tname, t] : {std::pair<const char*, const torch::Tensor*>{"positions", &positions}, {"counts", &counts}, {"labels", &labels},
+                                 {"tasks", &tasks}}) {
+    if (!at::isIntegralType(t->scalar_type(), /*includeBool=*/false)) {
+      throw_input("{}: {} must hold integers (U16 or I32), found {}", where, tname, c10::toString(t->scalar_type()));
+    }
   }
   const int64_t total = patches.size(0);
   if (positions.dim() != 1 || positions.size(0) != total) throw_input("{}: positions must be [{}] like patches, found {}", where, total, shape_str(positions.sizes()));
@@ -150,7 +160,10 @@ TokenBuffer TokenBuffer::load(const std::filesystem::path& path) {
   const auto c64 = counts.to(torch::kInt64);
   if (n > 0 && (c64.min().item<int64_t>() < 1 || c64.max().item<int64_t>() > b.num_tokens())) throw_input("{}: counts must be in [1, {}]", where, b.num_tokens());
   if (c64.sum().item<int64_t>() != total) throw_input("{}: counts sum to {} but there are {} patches", where, c64.sum().item<int64_t>(), total);
-  if (total > 0 && positions.max().item<int64_t>() >= b.num_tokens()) throw_input("{}: a position exceeds the {} tokens of an image", where, b.num_tokens());
+  if (total > 0 && (positions.max().item<int64_t>() >= b.num_tokens() || positions.min().item<int64_t>() < 0)) {
+    throw_input("{}: positions must be in [0, {}) (the tokens of an image), found [{}, {}]", where, b.num_tokens(), positions.min().item<int64_t>(),
+                positions.max().item<int64_t>());
+  }
   if (n > 0 && labels.min().item<int64_t>() < 0) throw_input("{}: negative label", where);
   if (n > 0) {
     b.patches_ = patches.contiguous();
@@ -162,6 +175,7 @@ TokenBuffer TokenBuffer::load(const std::filesystem::path& path) {
     if (f.contains("weights")) {
       const auto& w = f.at("weights");
       if (w.dim() != 1 || w.size(0) != n || w.scalar_type() != torch::kFloat32) throw_input("{}: weights must be F32 [{}]", where, n);
+      if (!torch::isfinite(w).all().item<bool>() || w.min().item<float>() < 0.0f) throw_input("{}: weights must be finite and >= 0", where);
       b.weights_ = w;
     }
   }

@@ -86,7 +86,7 @@ TEST(Idx, RejectsCorruptFiles) {
   test::write_text(p, std::string("\x00\x00\x0D\x01", 4) + be32(1) + "xxxx");
   EXPECT_NE(input_error([&] { read_idx(p); }).find("not supported"), std::string::npos);
   test::write_text(p, idx_bytes({10}, {1, 2, 3}));
-  EXPECT_NE(input_error([&] { read_idx(p); }).find("truncated: header declares 10 data bytes, file holds 3"), std::string::npos);
+  EXPECT_NE(input_error([&] { read_idx(p); }).find("truncated: header (dimensions 10) declares 10 data bytes after its 8-byte header, the file holds 3"), std::string::npos);
   test::write_text(p, idx_bytes({2}, {1, 2, 3}));
   EXPECT_NE(input_error([&] { read_idx(p); }).find("trailing data"), std::string::npos);
   // A lying header must not allocate its claimed size.
