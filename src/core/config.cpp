@@ -84,10 +84,11 @@ void visit_config(Config& c, V&& v) {
   v(c.train.grad_clip, Field{"train.grad_clip", "Clip the global gradient norm to this value; 0 disables.", nullptr, 0.0});
   v(c.train.token_drop, Field{"train.token_drop", "Probability of dropping each patch token of new-data samples during training: auto = 1 - memory token fraction (0 when the memory keeps whole samples).", nullptr, 0.0, 1.0});
   v(c.train.token_drop_rescale, Field{"train.token_drop_rescale", "Scale kept token embeddings by 1/(1-p) when dropping, like input dropout (the authors' code).", nullptr});
+  v(c.train.token_drop_policy, Field{"train.token_drop_policy", "Which new-data tokens survive dropping: random (the paper: a fresh uniform choice per sample and step) or memory-tokens (the tokens memory.tokens would keep, scored with the current model on every batch; makes new data look like replayed data, see docs/results.md).", one_of({"random", "memory-tokens"})});
   v(c.train.eval_batch_size, Field{"train.eval_batch_size", "Batch size for evaluation and feature extraction.", nullptr, 1});
   v(c.train.log_every, Field{"train.log_every", "Steps between loss read-outs (the step itself never syncs with the device).", nullptr, 1});
   v(c.train.checkpoint_every, Field{"train.checkpoint_every", "Steps between mid-task checkpoints; 0 checkpoints only at task ends.", nullptr, 0});
-  v(c.train.precision, Field{"train.precision", "Arithmetic: auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16.", one_of({"auto", "fp32", "bf16"})});
+  v(c.train.precision, Field{"train.precision", "auto (bf16 autocast with fp32 master weights on CUDA, fp32 on CPU), fp32, or bf16 (autocast on CPU too; fast only on CPUs with AMX/AVX512-BF16).", one_of({"auto", "fp32", "bf16"})});
 
   v(c.memory.strategy, Field{"memory.strategy", "none (finetune, lower bound), cumulative (replay all past data, upper bound), coreset (s of samples, all tokens), core-tokens (all samples, k of tokens), core-tokenset (s of samples x k of tokens).", one_of({"none", "cumulative", "coreset", "core-tokens", "core-tokenset"})});
   v(c.memory.retention, Field{"memory.retention", "Fraction r of the training tokens kept in memory. core-tokenset splits it as s = k = sqrt(r) unless sample_fraction / token_fraction are given.", nullptr, 0.0, 1.0, true});

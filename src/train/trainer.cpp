@@ -35,6 +35,7 @@
 #include "cts/report/console.hpp"
 #include "cts/train/checkpoint.hpp"
 #include "cts/train/optimizer.hpp"
+#include "cts/train/precision.hpp"
 
 namespace cts {
 namespace {
@@ -166,7 +167,7 @@ class Trainer {
   void restore(const CheckpointData& ck);
   void train_task(int64_t task, int64_t start_epoch, int64_t start_step);
   torch::Tensor training_step(int64_t task, int64_t epoch, int64_t step, int64_t step_in_task, const torch::Tensor& images_u8,
-                              const torch::Tensor& targets, double lr);
+                              const torch::Tensor& targets, const torch::Tensor& ids, double lr);
   torch::Tensor replay_loss(int64_t task, int64_t step_in_task);
   void evaluate(int64_t task);
   void select_memory(int64_t task);
@@ -196,6 +197,8 @@ class Trainer {
   RunRecord record_;
   JsonlLog log_;
   FillMode fill_ = FillMode::ZeroEmbedding;
+  bool bf16_ = false;  // autocast forward passes (train.precision)
+  std::vector<std::string> weight_notes_;  // what loading model.weights adapted
   double token_drop_ = 0.0;
   double replay_token_fraction_ = 1.0;  // token fraction of the memory (replay rescale); set per task with budget_bytes
   std::vector<int64_t> task_samples_;   // training samples of each task (byte-budget shares)
@@ -236,6 +239,7 @@ void Trainer::setup() {
   fractions_ = resolve_memory_fractions(cfg_.memory);
   configure_threads(cfg_.threads);
   device_ = choose_device(opt_.device.empty() ? cfg_.device : opt_.device);
+  bf16_ = use_bf16_autocast(cfg_.train.precision, device_);
   dir_ = run_directory(cfg_, opt_);
 
   // Data and tasks.
@@ -255,6 +259,7 @@ void Trainer::setup() {
     auto report = load_vit_weights(model_, cfg_.model.weights);
     Console::get().info("loaded {}", cfg_.model.weights);
     for (const auto& note : report.notes) Console::get().info("  {}", note);
+    weight_notes_ = report.notes;
   }
   num_tokens_ = vcfg.num_patches();
   const int64_t total_classes = split_.classes_per_task * split_.num_tasks();
@@ -349,12 +354,16 @@ RunSummary Trainer::run_steps() {
       throw_input("{} already holds a run; continue it with --resume {} or choose another --out", dir_.string(), dir_.string());
     }
     write_file_atomic(dir_ / "config.yaml", fmt::format("{}{}\n{}", kConfigNameLine, cfg_.name, config_to_yaml(cfg_)));
+    // A log left by a run that died before its first checkpoint (cts sweep restarts such
+    // runs) describes nothing that survives: the new run's log starts empty.
+    truncate_jsonl(dir_ / "log.jsonl", 0);
   }
   if (ck) restore(*ck);
   // Records written after the last checkpoint describe work that is done again now.
   const nlohmann::json dropped = resuming ? cut_log_to_checkpoint(dir_ / "log.jsonl", ck ? ck->log_bytes : 0) : nlohmann::json::array();
   log_ = JsonlLog(dir_ / "log.jsonl");
   auto& con = Console::get();
+  if (!cfg_.model.weights.empty() && !ck) log_.append({{"event", "weights_loaded"}, {"file", cfg_.model.weights}, {"notes", weight_notes_}});
 
   int64_t start_task = 0, start_epoch = 0, start_step = 0;
   if (resuming && !ck) {
@@ -456,16 +465,23 @@ void Trainer::train_task(int64_t task, int64_t start_epoch, int64_t start_step) 
     con.progress_begin(fmt::format("task {}/{} epoch {}/{}", task + 1, split_.num_tasks(), epoch + 1, cfg_.train.epochs), steps_per_epoch);
     auto batch_ids = [&](int64_t s) { return order.narrow(0, s * bs, std::min(bs, n - s * bs)); };
     std::future<torch::Tensor> next;
-    if (!in_memory && first < steps_per_epoch) next = std::async(std::launch::async, [&, s = first] { return data_.train->images(batch_ids(s)); });
+    // Decoded datasets: the next batch is decoded (and, for CUDA, pinned so the copy is
+    // asynchronous) while the current step runs.
+    const bool pin = device_.is_cuda();
+    auto load = [&, pin](int64_t s) {
+      auto imgs = data_.train->images(batch_ids(s));
+      return pin ? imgs.pin_memory() : imgs;
+    };
+    if (!in_memory && first < steps_per_epoch) next = std::async(std::launch::async, load, first);
     std::string status;
     for (int64_t s = first; s < steps_per_epoch; ++s) {
       const auto ids = batch_ids(s);
       torch::Tensor images = in_memory ? data_.train->images(ids) : next.get();
-      if (!in_memory && s + 1 < steps_per_epoch) next = std::async(std::launch::async, [&, s1 = s + 1] { return data_.train->images(batch_ids(s1)); });
+      if (!in_memory && s + 1 < steps_per_epoch) next = std::async(std::launch::async, load, s + 1);
       const auto targets = split_.map_labels(data_.train->labels().index_select(0, ids));
       const int64_t step_in_task = epoch * steps_per_epoch + s;
       const double lr = scheduled_lr(cfg_.train.schedule, cfg_.train.lr, cfg_.train.min_lr, cfg_.train.warmup_steps, step_in_task, total);
-      loss_acc += training_step(task, epoch, s, step_in_task, images, targets, lr);
+      loss_acc += training_step(task, epoch, s, step_in_task, images, targets, ids, lr);
       ++acc_steps;
       ++steps_this_process_;
       ++global_step_;
@@ -510,7 +526,7 @@ void Trainer::train_task(int64_t task, int64_t start_epoch, int64_t start_step) 
 }
 
 torch::Tensor Trainer::training_step(int64_t task, int64_t epoch, int64_t step, int64_t step_in_task, const torch::Tensor& images_u8,
-                                     const torch::Tensor& targets, double lr) {
+                                     const torch::Tensor& targets, const torch::Tensor& ids, double lr) {
   optimizer_->zero_grad();
   const int64_t B = images_u8.size(0);
   auto x = model_->normalize(images_u8);
@@ -519,15 +535,32 @@ torch::Tensor Trainer::training_step(int64_t task, int64_t epoch, int64_t step, 
   const TokenKeep* keep_ptr = nullptr;
   if (token_drop_ > 0.0) {
     const int64_t kept = tokens_kept(1.0 - token_drop_, num_tokens_);
-    auto gen = make_generator(static_cast<uint64_t>(cfg_.seed), "token_drop", {task, epoch, step});
-    keep.positions = top_tokens(torch::rand({B, num_tokens_}, gen), kept);
+    if (cfg_.train.token_drop_policy == "memory-tokens") {
+      // The tokens the memory's selector would keep, scored by the current model.
+      torch::Tensor tgt = targets;
+      if (cfg_.memory.target == "predicted") {
+        torch::NoGradGuard ng;
+        model_->eval();
+        tgt = model_->forward(x).argmax(1).to(torch::kCPU);
+        model_->train();
+      }
+      auto rel = token_selector_->relevance(model_, images_u8, tgt, ids);
+      keep.positions = top_tokens(rel, kept, token_tie_keys(ids, num_tokens_, static_cast<uint64_t>(cfg_.seed)));
+    } else {
+      auto gen = make_generator(static_cast<uint64_t>(cfg_.seed), "token_drop", {task, epoch, step});
+      keep.positions = top_tokens(torch::rand({B, num_tokens_}, gen), kept);
+    }
     keep.fill = fill_;
     keep.rescale = cfg_.train.token_drop_rescale ? 1.0 / (1.0 - token_drop_) : 1.0;
     keep_ptr = &keep;
   }
-  auto loss_new = torch::cross_entropy_loss(model_->forward(x, {keep_ptr, nullptr}), y);
+  torch::Tensor loss_new, loss_rep;
+  {
+    AutocastScope amp(device_, bf16_);
+    loss_new = torch::cross_entropy_loss(model_->forward(x, {keep_ptr, nullptr}), y);
+    loss_rep = replay_loss(task, step_in_task);
+  }
   auto loss = loss_new;
-  torch::Tensor loss_rep = replay_loss(task, step_in_task);
   if (loss_rep.defined()) loss = loss + loss_rep;
   loss.backward();
   if (cfg_.train.grad_clip > 0) {
@@ -587,7 +620,11 @@ torch::Tensor Trainer::replay_loss(int64_t task, int64_t step_in_task) {
 
 void Trainer::evaluate(int64_t task) {
   const auto t0 = Clock::now();
-  auto acc = evaluate_tasks(model_, *data_.test, split_, task + 1, head_init_rows_, cfg_.train.eval_batch_size);
+  std::vector<TaskAccuracy> acc;
+  {
+    AutocastScope amp(device_, bf16_);
+    acc = evaluate_tasks(model_, *data_.test, split_, task + 1, head_init_rows_, cfg_.train.eval_batch_size);
+  }
   std::vector<double> row_cil, row_til;
   for (size_t j = 0; j < acc.size(); ++j) {
     record_.accuracy[size_t(task)][j] = acc[j].class_il;

@@ -65,6 +65,7 @@ struct TrainConfig {
   double grad_clip = 0.0;
   AutoNumber token_drop;  // auto = 1 - memory token fraction
   bool token_drop_rescale = false;
+  std::string token_drop_policy = "random";  // random | memory-tokens
   int64_t eval_batch_size = 512;
   int64_t log_every = 50;
   int64_t checkpoint_every = 0;  // steps; 0: only at task ends
