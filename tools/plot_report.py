@@ -8,6 +8,11 @@ Usage: plot_report.py DIR
         accuracy, mean ± std over seeds, against the numeric grid axis, one line per value of
         the other axes: Table 1 as a plot), plots/accuracy_vs_memory_bytes.png; and the run
         plots inside every finished run folder.
+Usage: plot_report.py --compare OUT SWEEP1 SWEEP2 ...
+  several sweep folders in common plots under OUT/plots/: accuracy_vs_<axis>.png (one curve per
+        sweep and value of its other axes, labelled "<sweep folder>: ..."; sweeps without a
+        numeric axis, e.g. the finetune / cumulative baselines, are horizontal lines) and
+        accuracy_vs_memory_bytes.png (every run, one marker style per sweep).
 Prints the files it wrote.
 """
 import csv
@@ -134,7 +139,93 @@ def sweep_plots(sweep_dir):
             run_plots(r["run_dir"])
 
 
+def sweep_rows(sweep_dir):
+    with open(os.path.join(sweep_dir, "sweep.json")) as f:
+        spec = json.load(f)
+    axes = [a["key"] for a in spec.get("axes", [])]
+    with open(os.path.join(sweep_dir, "sweep.csv")) as f:
+        rows = [r for r in csv.DictReader(f) if r["status"] == "done"]
+    return axes, rows
+
+
+def mean_std(values):
+    mu = sum(values) / len(values)
+    sd = math.sqrt(sum((v - mu) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return mu, sd
+
+
+def compare_plots(out_dir, sweep_dirs):
+    sweeps = []
+    for d in sweep_dirs:
+        axes, rows = sweep_rows(d)
+        sweeps.append((os.path.basename(os.path.normpath(d)), axes, rows))
+    if not any(rows for _, _, rows in sweeps):
+        print("no finished runs to plot", file=sys.stderr)
+        return
+    # The x axis: memory.retention if any sweep has it, else the first numeric axis found.
+    candidates = []
+    for _, axes, rows in sweeps:
+        candidates += [a for a in axes if rows and all(as_float(r[a]) is not None for r in rows)]
+    x_axis = "memory.retention" if "memory.retention" in candidates else (candidates[0] if candidates else None)
+    markers = "osD^vP*Xh"
+    if x_axis:
+        fig, ax = plt.subplots(figsize=(8, 5))
+        xs_all = []
+        flat = []
+        for label, axes, rows in sweeps:
+            if not rows:
+                continue
+            if x_axis not in axes:
+                flat.append((label, [100 * float(r["final_average_accuracy"]) for r in rows]))
+                continue
+            others = [a for a in axes if a != x_axis]
+            groups = {}
+            for r in rows:
+                name = ", ".join(f"{a.split('.')[-1]}={r[a]}" for a in others)
+                groups.setdefault(label + (": " + name if name else ""), []).append(r)
+            for name, rs in sorted(groups.items()):
+                by_x = {}
+                for r in rs:
+                    by_x.setdefault(float(r[x_axis]), []).append(100 * float(r["final_average_accuracy"]))
+                xs = sorted(by_x)
+                xs_all += xs
+                stats = [mean_std(by_x[x]) for x in xs]
+                ax.errorbar(xs, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=3, label=name)
+        for i, (label, values) in enumerate(flat):
+            mu, sd = mean_std(values)
+            line = ax.axhline(mu, linestyle="--", color=f"C{(i + 5) % 10}", label=f"{label} ({mu:.1f} %)")
+            if sd > 0:
+                ax.axhspan(mu - sd, mu + sd, color=line.get_color(), alpha=0.1)
+        if xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 10:
+            ax.set_xscale("log")
+        ax.set_xlabel(x_axis)
+        ax.set_ylabel("final average accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        save(fig, os.path.join(out_dir, "plots", f"accuracy_vs_{x_axis.replace('.', '_')}.png"))
+    fig, ax = plt.subplots(figsize=(8, 5))
+    positive = False
+    for i, (label, axes, rows) in enumerate(sweeps):
+        pts = [(float(r["memory_bytes"]), 100 * float(r["final_average_accuracy"])) for r in rows if as_float(r["memory_bytes"]) is not None]
+        positive = positive or any(p[0] > 0 for p in pts)
+        if pts:
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=markers[i % len(markers)], label=label)
+    ax.set_xlabel("memory (bytes)")
+    if positive:
+        ax.set_xscale("symlog", linthresh=1e4)
+    ax.set_ylabel("final average accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save(fig, os.path.join(out_dir, "plots", "accuracy_vs_memory_bytes.png"))
+
+
 def main():
+    if len(sys.argv) >= 2 and sys.argv[1] == "--compare":
+        if len(sys.argv) < 5:
+            print("usage: plot_report.py --compare OUT SWEEP1 SWEEP2 ...", file=sys.stderr)
+            sys.exit(2)
+        compare_plots(sys.argv[2], sys.argv[3:])
+        return
     d = sys.argv[1]
     if os.path.exists(os.path.join(d, "sweep.csv")):
         sweep_plots(d)

@@ -251,8 +251,12 @@ int cmd_sweep(const std::string& config, const std::vector<std::string>& sets, c
   return failed ? 1 : 0;
 }
 
-int cmd_report(const std::string& dir) {
-  auto r = cts::write_report(dir);
+int cmd_report(const std::vector<std::string>& dirs, const std::string& out) {
+  if (dirs.size() > 1 && out.empty()) {
+    throw cts::InputError("cts report: several folders are compared into one report: give --out DIR");
+  }
+  std::vector<std::filesystem::path> paths(dirs.begin(), dirs.end());
+  auto r = out.empty() ? cts::write_report(paths.front()) : cts::write_comparison_report(paths, out);
   for (const auto& p : r.plots) std::cout << "wrote " << p << "\n";
   std::cout << "wrote " << r.markdown_path.string() << "\n";
   return 0;
@@ -348,9 +352,11 @@ int main(int argc, char** argv) {
   sweep->add_option("--jobs", sweep_jobs, "Runs at the same time (each gets cores / jobs threads)")->capture_default_str();
   sweep->add_option("--out", sweep_out, "Sweep folder (default: runs/<config stem>-sweep)");
 
-  auto* report = app.add_subcommand("report", "Plots (PNG) and report.md for a run or sweep folder");
-  std::string report_dir;
-  report->add_option("dir", report_dir, "Run or sweep folder")->required();
+  auto* report = app.add_subcommand("report", "Plots (PNG) and report.md for a run or sweep folder, or several sweeps compared (--out)");
+  std::vector<std::string> report_dirs;
+  std::string report_out;
+  report->add_option("dirs", report_dirs, "Run or sweep folder; or two or more sweep folders with --out")->required();
+  report->add_option("--out", report_out, "Folder for the comparison of several sweeps (plots/ and report.md)");
 
   auto* datasets = app.add_subcommand("datasets", "List the datasets cts knows and whether they are present here");
 
@@ -372,7 +378,7 @@ int main(int argc, char** argv) {
     if (render->parsed()) return cmd_buffer_render(buffer_file, render_out, render_limit, render_scale);
     if (explain->parsed()) return cmd_explain(ex);
     if (sweep->parsed()) return cmd_sweep(sweep_config, sweep_sets, sweep_grids, sweep_seeds, sweep_jobs, sweep_out);
-    if (report->parsed()) return cmd_report(report_dir);
+    if (report->parsed()) return cmd_report(report_dirs, report_out);
     if (datasets->parsed()) return cmd_datasets();
     if (keys->parsed()) return cmd_config_keys(markdown);
   } catch (const cts::InputError& e) {

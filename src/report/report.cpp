@@ -25,6 +25,59 @@ std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
+// Runs tools/plot_report.py with `args`; returns what it printed (one written file per line).
+std::string run_plot_script(const std::string& python, const std::vector<std::string>& args) {
+  namespace fs = std::filesystem;
+  std::string py = python;
+  if (py.empty()) {
+    // Debian's python3 is where python3-matplotlib installs; a python3 earlier on PATH
+    // (pyenv, venv) usually lacks it. $CTS_PYTHON overrides.
+    const char* env = std::getenv("CTS_PYTHON");
+    py = env && *env ? env : (fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3");
+  }
+  const auto script = plot_script();
+  if (!fs::exists(script)) throw_input("{}: the plotting script is missing (set CTS_TOOLS_DIR to the tools/ folder of the cts sources)", script.string());
+  std::string cmd = shell_quote(py) + " " + shell_quote(script.string());
+  for (const auto& a : args) cmd += " " + shell_quote(a);
+  cmd += " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (!pipe) throw_run("cts report: cannot run {}", py);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
+  const int status = pclose(pipe);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    throw_run("cts report: the plotting script failed (it needs python3 with matplotlib: apt-get install python3-matplotlib):\n{}", out);
+  }
+  return out;
+}
+
+// The PNG paths printed by the script, as markdown image links relative to `base`.
+std::string plot_links(const std::string& out, const std::filesystem::path& base, std::vector<std::string>& plots) {
+  std::string md;
+  size_t pos = 0;
+  while (pos < out.size()) {
+    auto end = out.find('\n', pos);
+    if (end == std::string::npos) end = out.size();
+    std::string line = out.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.size() < 4 || line.substr(line.size() - 4) != ".png") continue;
+    plots.push_back(line);
+    auto rel = std::filesystem::relative(std::filesystem::path(line), base).string();
+    md += fmt::format("![{}]({})\n\n", std::filesystem::path(line).stem().string(), rel);
+  }
+  return md;
+}
+
+std::string sweep_markdown(const std::filesystem::path& dir, const std::string& heading) {
+  auto spec = nlohmann::json::parse(read_file(dir / "sweep.json"));
+  std::vector<GridAxis> axes;
+  for (const auto& a : spec["axes"]) axes.push_back({a["key"].get<std::string>(), a["values"].get<std::vector<std::string>>()});
+  return heading + std::filesystem::absolute(dir).lexically_normal().filename().string() + "\n\n" +
+         summarize_sweep(dir, axes, spec["seeds"].get<std::vector<int64_t>>());
+}
+
 }  // namespace
 
 std::filesystem::path plot_script() {
@@ -39,47 +92,39 @@ ReportResult write_report(const std::filesystem::path& dir, const std::string& p
   if (!sweep && !run) throw_input("{}: neither a run folder (metrics.json) nor a sweep folder (sweep.csv, sweep.json)", dir.string());
   std::string md;
   if (sweep) {
-    auto spec = nlohmann::json::parse(read_file(dir / "sweep.json"));
-    std::vector<GridAxis> axes;
-    for (const auto& a : spec["axes"]) axes.push_back({a["key"].get<std::string>(), a["values"].get<std::vector<std::string>>()});
-    md = "# Sweep " + fs::absolute(dir).filename().string() + "\n\n" + summarize_sweep(dir, axes, spec["seeds"].get<std::vector<int64_t>>());
+    md = sweep_markdown(dir, "# Sweep ");
   } else {
     md = fs::exists(dir / "summary.md") ? read_file(dir / "summary.md") : std::string("# Run\n");
   }
-  std::string py = python;
-  if (py.empty()) {
-    // Debian's python3 is where python3-matplotlib installs; a python3 earlier on PATH
-    // (pyenv, venv) usually lacks it. $CTS_PYTHON overrides.
-    const char* env = std::getenv("CTS_PYTHON");
-    py = env && *env ? env : (fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3");
-  }
-  const auto script = plot_script();
-  if (!fs::exists(script)) throw_input("{}: the plotting script is missing (set CTS_TOOLS_DIR to the tools/ folder of the cts sources)", script.string());
-  const std::string cmd = shell_quote(py) + " " + shell_quote(script.string()) + " " + shell_quote(dir.string()) + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) throw_run("cts report: cannot run {}", py);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
-  const int status = pclose(pipe);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    throw_run("cts report: the plotting script failed (it needs python3 with matplotlib: apt-get install python3-matplotlib):\n{}", out);
-  }
+  const std::string out = run_plot_script(python, {dir.string()});
   ReportResult r;
-  md += "\n## Plots\n\n";
-  size_t pos = 0;
-  while (pos < out.size()) {
-    auto end = out.find('\n', pos);
-    if (end == std::string::npos) end = out.size();
-    std::string line = out.substr(pos, end - pos);
-    pos = end + 1;
-    if (line.size() < 4 || line.substr(line.size() - 4) != ".png") continue;
-    r.plots.push_back(line);
-    auto rel = fs::relative(fs::path(line), dir).string();
-    md += fmt::format("![{}]({})\n\n", fs::path(line).stem().string(), rel);
-  }
+  md += "\n## Plots\n\n" + plot_links(out, dir, r.plots);
   r.markdown_path = dir / "report.md";
+  write_file_atomic(r.markdown_path, md);
+  return r;
+}
+
+ReportResult write_comparison_report(const std::vector<std::filesystem::path>& sweeps, const std::filesystem::path& out,
+                                     const std::string& python) {
+  namespace fs = std::filesystem;
+  if (sweeps.size() < 2) throw_input("cts report: --out compares two or more sweep folders; for one folder leave --out away");
+  std::vector<std::string> args{"--compare", out.string()};
+  std::string md = "# Comparison\n\nSweeps: ";
+  for (size_t i = 0; i < sweeps.size(); ++i) {
+    const auto& d = sweeps[i];
+    if (!(fs::exists(d / "sweep.csv") && fs::exists(d / "sweep.json"))) {
+      throw_input("{}: not a sweep folder (sweep.csv, sweep.json); cts report compares only sweeps (a single run: cts sweep CONFIG --seeds 0)", d.string());
+    }
+    if (fs::exists(out) && fs::equivalent(d, out)) throw_input("{}: --out must not be one of the compared sweep folders", out.string());
+    args.push_back(d.string());
+    md += (i ? ", " : "") + fmt::format("`{}`", d.string());
+  }
+  fs::create_directories(out);
+  const std::string printed = run_plot_script(python, args);
+  ReportResult r;
+  md += "\n\n## Plots\n\n" + plot_links(printed, out, r.plots);
+  for (const auto& d : sweeps) md += sweep_markdown(d, "## ") + "\n";
+  r.markdown_path = out / "report.md";
   write_file_atomic(r.markdown_path, md);
   return r;
 }

@@ -361,5 +361,22 @@ TEST(Reliability, ARunFolderInUseIsRefused) {
   EXPECT_EQ(c.exit_code, 0) << describe(c);
 }
 
+// A run killed before its first checkpoint and started again as a new run (what cts sweep
+// does for such runs) must not keep the dead run's records in log.jsonl.
+TEST(Reliability, RestartWithoutACheckpointStartsAFreshLog) {
+  TempDir dir;
+  test::write_text(dir / "exp.yaml", kConfig);
+  const fs::path run = dir / "run";
+  auto c = run_cts_child({"run", (dir / "exp.yaml").string(), "--out", run.string()}, {{"CTS_TEST_KILL_AT", "step:3"}}, dir / "a.out");
+  ASSERT_TRUE(c.killed_by_signal) << describe(c);
+  ASSERT_FALSE(has_checkpoint(run));
+  ASSERT_FALSE(log_records(run / "log.jsonl").empty());
+  c = run_cts_child({"run", (dir / "exp.yaml").string(), "--out", run.string(), "--stop-after-steps", "2"}, {}, dir / "b.out");
+  ASSERT_EQ(c.exit_code, 130) << describe(c);
+  int starts = 0;
+  for (const auto& r : log_records(run / "log.jsonl")) starts += r["event"] == "run_start";
+  EXPECT_EQ(starts, 1);
+}
+
 }  // namespace
 }  // namespace cts

@@ -105,4 +105,26 @@ TEST(Sweep, RunsResumesSkipsAndSummarises) {
   EXPECT_NE(report_md.find("plots/accuracy_vs_memory_retention.png"), std::string::npos) << report_md;
   auto none = test::run_command(bin + " report " + dir.path().string());
   EXPECT_EQ(none.exit_code, 2) << none.output;
+
+  // Several sweeps compared: a baseline sweep without axes drawn beside the grid.
+  const auto base = dir / "finetune";
+  auto b = test::run_command(bin + " sweep " + (dir / "tiny.yaml").string() + " --set memory.strategy=none --seeds 0 --out " + base.string());
+  ASSERT_EQ(b.exit_code, 0) << b.output;
+  const auto cmp = dir / "cmp";
+  auto c = test::run_command(bin + " report " + out.string() + " " + base.string() + " --out " + cmp.string());
+  ASSERT_EQ(c.exit_code, 0) << c.output;
+  EXPECT_TRUE(std::filesystem::exists(cmp / "plots" / "accuracy_vs_memory_retention.png"));
+  EXPECT_TRUE(std::filesystem::exists(cmp / "plots" / "accuracy_vs_memory_bytes.png"));
+  auto cmp_md = test::read_text(cmp / "report.md");
+  EXPECT_NE(cmp_md.find("## sw\n"), std::string::npos) << cmp_md;
+  EXPECT_NE(cmp_md.find("## finetune\n"), std::string::npos) << cmp_md;
+  EXPECT_NE(cmp_md.find("| 0.09 | 2 |"), std::string::npos) << cmp_md;
+  EXPECT_NE(cmp_md.find("plots/accuracy_vs_memory_bytes.png"), std::string::npos) << cmp_md;
+  auto no_out = test::run_command(bin + " report " + out.string() + " " + base.string());
+  EXPECT_EQ(no_out.exit_code, 2) << no_out.output;
+  EXPECT_NE(no_out.output.find("--out"), std::string::npos) << no_out.output;
+  const auto one_run = out / "retention-0.09" / "seed-0";
+  auto not_sweep = test::run_command(bin + " report " + out.string() + " " + one_run.string() + " --out " + cmp.string());
+  EXPECT_EQ(not_sweep.exit_code, 2) << not_sweep.output;
+  EXPECT_NE(not_sweep.output.find(one_run.string() + ": not a sweep folder"), std::string::npos) << not_sweep.output;
 }
