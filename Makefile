@@ -5,7 +5,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 CTEST_JOBS ?= 2
 
-.PHONY: all deps configure build demo test test-slow test-all bench docs clean
+.PHONY: all deps configure build demo test test-slow test-all test-asan bench docs fuzz fuzz-build fuzz-seeds clean
 
 all: build
 
@@ -33,6 +33,35 @@ test-slow: build
 	cd $(BUILD) && ctest -L slow --output-on-failure
 
 test-all: test test-slow
+
+# The unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (GCC, CTS_SANITIZE) in
+# their own build folder; CI runs it after `make test`. tools/sanitizers/ holds the
+# suppressions for libtorch (see docs/reliability.md).
+ASAN_BUILD ?= build-asan
+SANITIZER_ENV = ASAN_OPTIONS=detect_leaks=1:detect_odr_violation=0:strict_string_checks=1:detect_stack_use_after_return=0 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tools/sanitizers/lsan.supp:print_suppressions=0 \
+	UBSAN_OPTIONS=suppressions=$(CURDIR)/tools/sanitizers/ubsan.supp:print_stacktrace=1:halt_on_error=1
+test-asan: deps
+	@if [ ! -f $(ASAN_BUILD)/build.ninja ]; then cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCTS_SANITIZE=ON -DCTS_BUILD_BENCH=OFF; fi
+	cmake --build $(ASAN_BUILD)
+	cd $(ASAN_BUILD) && $(SANITIZER_ENV) ctest -L unit -j $(CTEST_JOBS) --output-on-failure
+
+# libFuzzer targets (fuzz/, clang) in build-fuzz/: each runs FUZZ_SECONDS (default 60), one
+# after the other at nice 19, from the seeds in fuzz/corpus/; findings go to build-fuzz/findings/.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+fuzz-build: deps
+	@if [ ! -f $(FUZZ_BUILD)/build.ninja ]; then cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+		-DCTS_FUZZ=ON -DCTS_BUILD_TESTS=OFF -DCTS_BUILD_BENCH=OFF; fi
+	cmake --build $(FUZZ_BUILD) --target cts_fuzz_targets make_seeds
+
+fuzz: fuzz-build
+	FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/run-fuzz
+
+# Rewrites the committed seed corpus fuzz/corpus/<target>/.
+fuzz-seeds: fuzz-build
+	rm -rf fuzz/corpus
+	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_BUILD)/fuzz/make_seeds fuzz/corpus .
 
 bench: build
 	$(BUILD)/bench/cts_bench
