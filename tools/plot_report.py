@@ -175,15 +175,25 @@ def compare_plots(out_dir, sweep_dirs):
         for label, axes, rows in sweeps:
             if not rows:
                 continue
-            if x_axis not in axes:
-                flat.append((label, [100 * float(r["final_average_accuracy"]) for r in rows]))
-                continue
             others = [a for a in axes if a != x_axis]
             groups = {}
             for r in rows:
                 name = ", ".join(f"{a.split('.')[-1]}={r[a]}" for a in others)
                 groups.setdefault(label + (": " + name if name else ""), []).append(r)
             for name, rs in sorted(groups.items()):
+                accs = [100 * float(r["final_average_accuracy"]) for r in rs]
+                if x_axis not in axes:
+                    # A sweep at one retention (e.g. core tokenset @ 1 %) is a point at the
+                    # memory fraction its runs kept; no memory or all data are reference lines.
+                    fr = [as_float(r.get("memory_fraction", "")) for r in rs]
+                    if x_axis == "memory.retention" and all(f is not None and 0 < f < 0.999 for f in fr):
+                        mu, sd = mean_std(accs)
+                        x = sum(fr) / len(fr)
+                        xs_all.append(x)
+                        ax.errorbar([x], [mu], yerr=[sd], marker="*", markersize=12, capsize=3, linestyle="none", label=f"{name} ({mu:.1f} %)")
+                    else:
+                        flat.append((name, accs))
+                    continue
                 by_x = {}
                 for r in rs:
                     by_x.setdefault(float(r[x_axis]), []).append(100 * float(r["final_average_accuracy"]))
@@ -206,10 +216,17 @@ def compare_plots(out_dir, sweep_dirs):
     fig, ax = plt.subplots(figsize=(8, 5))
     positive = False
     for i, (label, axes, rows) in enumerate(sweeps):
-        pts = [(float(r["memory_bytes"]), 100 * float(r["final_average_accuracy"])) for r in rows if as_float(r["memory_bytes"]) is not None]
-        positive = positive or any(p[0] > 0 for p in pts)
-        if pts:
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=markers[i % len(markers)], label=label)
+        # One series per sweep and value of its non-numeric axes (numeric ones vary along x).
+        kinds = [a for a in axes if not all(as_float(r[a]) is not None for r in rows)]
+        groups = {}
+        for r in rows:
+            name = ", ".join(f"{a.split('.')[-1]}={r[a]}" for a in kinds)
+            groups.setdefault(label + (": " + name if name else ""), []).append(r)
+        for name, rs in sorted(groups.items()):
+            pts = [(float(r["memory_bytes"]), 100 * float(r["final_average_accuracy"])) for r in rs if as_float(r["memory_bytes"]) is not None]
+            positive = positive or any(p[0] > 0 for p in pts)
+            if pts:
+                ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=markers[i % len(markers)], label=name)
     ax.set_xlabel("memory (bytes)")
     if positive:
         ax.set_xscale("symlog", linthresh=1e4)
