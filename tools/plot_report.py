@@ -6,8 +6,9 @@ Usage: plot_report.py DIR
         (the class-IL accuracy matrix as a heat map, Fig. 8 style).
   DIR a sweep folder (sweep.csv + sweep.json): plots/accuracy_vs_<axis>.png (final average
         accuracy, mean ± std over seeds, against the numeric grid axis, one line per value of
-        the other axes: Table 1 as a plot), plots/accuracy_vs_memory_bytes.png; and the run
-        plots inside every finished run folder.
+        the other axes: Table 1 as a plot), plots/accuracy_vs_memory_bytes.png,
+        plots/average_accuracy_over_tasks.png (one line per cell, mean over seeds: the paper's
+        Fig. 5 for a sweep over methods); and the run plots inside every finished run folder.
 Usage: plot_report.py --compare OUT SWEEP1 SWEEP2 ...
   several sweep folders in common plots under OUT/plots/: accuracy_vs_<axis>.png (one curve per
         sweep and value of its other axes, labelled "<sweep folder>: ..."; sweeps without a
@@ -134,6 +135,35 @@ def sweep_plots(sweep_dir):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save(fig, os.path.join(sweep_dir, "plots", "accuracy_vs_memory_bytes.png"))
+    # Fig. 5 style: average accuracy over the seen tasks after each task, one line per cell
+    # (mean over seeds).
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = 0
+    for name, rs in sorted(groups.items()):
+        by_cell = {}
+        for r in rs:
+            path = os.path.join(r["run_dir"], "metrics.json")
+            if not os.path.exists(path):
+                continue
+            with open(path) as f:
+                avg = json.load(f).get("average_accuracy", [])
+            cell = ", ".join(f"{a.split('.')[-1]}={r[a]}" for a in axes) or name
+            by_cell.setdefault(cell, []).append([100 * a for a in avg])
+        for cell, curves in sorted(by_cell.items()):
+            n = min(len(c) for c in curves)
+            if n == 0:
+                continue
+            ax.plot(range(1, n + 1), [sum(c[t] for c in curves) / len(curves) for t in range(n)], marker="o", label=cell)
+            drawn = max(drawn, n)
+    if drawn:
+        ax.set_xticks(range(1, drawn + 1))
+        ax.set_xlabel("after training task")
+        ax.set_ylabel("average accuracy on the tasks so far (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        save(fig, os.path.join(sweep_dir, "plots", "average_accuracy_over_tasks.png"))
+    else:
+        plt.close(fig)
     for r in rows:
         if os.path.exists(os.path.join(r["run_dir"], "metrics.json")):
             run_plots(r["run_dir"])

@@ -100,6 +100,7 @@ TEST(Sweep, RunsResumesSkipsAndSummarises) {
   ASSERT_EQ(rep.exit_code, 0) << rep.output;
   EXPECT_TRUE(std::filesystem::exists(out / "plots" / "accuracy_vs_memory_retention.png"));
   EXPECT_TRUE(std::filesystem::exists(out / "plots" / "accuracy_vs_memory_bytes.png"));
+  EXPECT_TRUE(std::filesystem::exists(out / "plots" / "average_accuracy_over_tasks.png"));
   EXPECT_TRUE(std::filesystem::exists(out / "retention-0.09" / "seed-0" / "plots" / "accuracy_matrix.png"));
   auto report_md = test::read_text(out / "report.md");
   EXPECT_NE(report_md.find("plots/accuracy_vs_memory_retention.png"), std::string::npos) << report_md;
