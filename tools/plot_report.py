@@ -85,56 +85,79 @@ def as_float(s):
         return None
 
 
-def sweep_plots(sweep_dir):
+def sweep_rows(sweep_dir):
+    """The grid axes of a sweep folder and its finished rows of sweep.csv."""
     with open(os.path.join(sweep_dir, "sweep.json")) as f:
         spec = json.load(f)
     axes = [a["key"] for a in spec.get("axes", [])]
     with open(os.path.join(sweep_dir, "sweep.csv")) as f:
         rows = [r for r in csv.DictReader(f) if r["status"] == "done"]
+    return axes, rows
+
+
+def mean_std(values):
+    mu = sum(values) / len(values)
+    sd = math.sqrt(sum((v - mu) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return mu, sd
+
+
+def group_rows(rows, keys, prefix="", empty="runs"):
+    """Rows grouped by their values of `keys`, named "prefix: key=value, ..."."""
+    groups = {}
+    for r in rows:
+        name = ", ".join(f"{a.split('.')[-1]}={r[a]}" for a in keys)
+        full = prefix + (": " + name if name else "") if prefix else (name or empty)
+        groups.setdefault(full, []).append(r)
+    return groups
+
+
+def accuracy_curve(ax, rows, x_axis, label):
+    """Final average accuracy (mean ± std over seeds) against x_axis; returns the x values."""
+    by_x = {}
+    for r in rows:
+        by_x.setdefault(float(r[x_axis]), []).append(100 * float(r["final_average_accuracy"]))
+    xs = sorted(by_x)
+    stats = [mean_std(by_x[x]) for x in xs]
+    ax.errorbar(xs, [m for m, _ in stats], yerr=[sd for _, sd in stats], marker="o", capsize=3, label=label)
+    return xs
+
+
+def finish(ax, xlabel, ylabel, path, legend_size=8):
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+    save(ax.figure, path)
+
+
+def log_x_if_wide(ax, xs):
+    if xs and min(xs) > 0 and max(xs) / min(xs) >= 10:
+        ax.set_xscale("log")
+
+
+def sweep_plots(sweep_dir):
+    axes, rows = sweep_rows(sweep_dir)
     if not rows:
         print("no finished runs to plot", file=sys.stderr)
         return
     numeric = [a for a in axes if all(as_float(r[a]) is not None for r in rows)]
     x_axis = "memory.retention" if "memory.retention" in numeric else (numeric[0] if numeric else None)
-    others = [a for a in axes if a != x_axis]
-
-    def series_name(r):
-        return ", ".join(f"{a.split('.')[-1]}={r[a]}" for a in others) or "runs"
-
-    groups = {}
-    for r in rows:
-        groups.setdefault(series_name(r), []).append(r)
+    groups = group_rows(rows, [a for a in axes if a != x_axis])
     if x_axis:
         fig, ax = plt.subplots(figsize=(7, 4.5))
         xs_all = []
         for name, rs in sorted(groups.items()):
-            by_x = {}
-            for r in rs:
-                by_x.setdefault(float(r[x_axis]), []).append(100 * float(r["final_average_accuracy"]))
-            xs = sorted(by_x)
-            xs_all += xs
-            means = [sum(by_x[x]) / len(by_x[x]) for x in xs]
-            stds = [math.sqrt(sum((v - mu) ** 2 for v in by_x[x]) / (len(by_x[x]) - 1)) if len(by_x[x]) > 1 else 0.0 for x, mu in zip(xs, means)]
-            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=name)
-        if xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 10:
-            ax.set_xscale("log")
-        ax.set_xlabel(x_axis)
-        ax.set_ylabel("final average accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        save(fig, os.path.join(sweep_dir, "plots", f"accuracy_vs_{x_axis.replace('.', '_')}.png"))
+            xs_all += accuracy_curve(ax, rs, x_axis, name)
+        log_x_if_wide(ax, xs_all)
+        finish(ax, x_axis, "final average accuracy (%)", os.path.join(sweep_dir, "plots", f"accuracy_vs_{x_axis.replace('.', '_')}.png"))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, rs in sorted(groups.items()):
         pts = [(float(r["memory_bytes"]), 100 * float(r["final_average_accuracy"])) for r in rs if as_float(r["memory_bytes"]) is not None]
         if pts:
             ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=name)
-    ax.set_xlabel("memory (bytes)")
     if any(as_float(r["memory_bytes"]) and float(r["memory_bytes"]) > 0 for r in rows):
         ax.set_xscale("symlog")
-    ax.set_ylabel("final average accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    save(fig, os.path.join(sweep_dir, "plots", "accuracy_vs_memory_bytes.png"))
+    finish(ax, "memory (bytes)", "final average accuracy (%)", os.path.join(sweep_dir, "plots", "accuracy_vs_memory_bytes.png"))
     # Fig. 5 style: average accuracy over the seen tasks after each task, one line per cell
     # (mean over seeds).
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -157,31 +180,12 @@ def sweep_plots(sweep_dir):
             drawn = max(drawn, n)
     if drawn:
         ax.set_xticks(range(1, drawn + 1))
-        ax.set_xlabel("after training task")
-        ax.set_ylabel("average accuracy on the tasks so far (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        save(fig, os.path.join(sweep_dir, "plots", "average_accuracy_over_tasks.png"))
+        finish(ax, "after training task", "average accuracy on the tasks so far (%)", os.path.join(sweep_dir, "plots", "average_accuracy_over_tasks.png"))
     else:
         plt.close(fig)
     for r in rows:
         if os.path.exists(os.path.join(r["run_dir"], "metrics.json")):
             run_plots(r["run_dir"])
-
-
-def sweep_rows(sweep_dir):
-    with open(os.path.join(sweep_dir, "sweep.json")) as f:
-        spec = json.load(f)
-    axes = [a["key"] for a in spec.get("axes", [])]
-    with open(os.path.join(sweep_dir, "sweep.csv")) as f:
-        rows = [r for r in csv.DictReader(f) if r["status"] == "done"]
-    return axes, rows
-
-
-def mean_std(values):
-    mu = sum(values) / len(values)
-    sd = math.sqrt(sum((v - mu) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return mu, sd
 
 
 def compare_plots(out_dir, sweep_dirs):
@@ -205,12 +209,7 @@ def compare_plots(out_dir, sweep_dirs):
         for label, axes, rows in sweeps:
             if not rows:
                 continue
-            others = [a for a in axes if a != x_axis]
-            groups = {}
-            for r in rows:
-                name = ", ".join(f"{a.split('.')[-1]}={r[a]}" for a in others)
-                groups.setdefault(label + (": " + name if name else ""), []).append(r)
-            for name, rs in sorted(groups.items()):
+            for name, rs in sorted(group_rows(rows, [a for a in axes if a != x_axis], label).items()):
                 accs = [100 * float(r["final_average_accuracy"]) for r in rs]
                 if x_axis not in axes:
                     # A sweep at one retention (e.g. core tokenset @ 1 %) is a point at the
@@ -224,46 +223,27 @@ def compare_plots(out_dir, sweep_dirs):
                     else:
                         flat.append((name, accs))
                     continue
-                by_x = {}
-                for r in rs:
-                    by_x.setdefault(float(r[x_axis]), []).append(100 * float(r["final_average_accuracy"]))
-                xs = sorted(by_x)
-                xs_all += xs
-                stats = [mean_std(by_x[x]) for x in xs]
-                ax.errorbar(xs, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=3, label=name)
+                xs_all += accuracy_curve(ax, rs, x_axis, name)
         for i, (label, values) in enumerate(flat):
             mu, sd = mean_std(values)
             line = ax.axhline(mu, linestyle="--", color=f"C{(i + 5) % 10}", label=f"{label} ({mu:.1f} %)")
             if sd > 0:
                 ax.axhspan(mu - sd, mu + sd, color=line.get_color(), alpha=0.1)
-        if xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 10:
-            ax.set_xscale("log")
-        ax.set_xlabel(x_axis)
-        ax.set_ylabel("final average accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        save(fig, os.path.join(out_dir, "plots", f"accuracy_vs_{x_axis.replace('.', '_')}.png"))
+        log_x_if_wide(ax, xs_all)
+        finish(ax, x_axis, "final average accuracy (%)", os.path.join(out_dir, "plots", f"accuracy_vs_{x_axis.replace('.', '_')}.png"), legend_size=7)
     fig, ax = plt.subplots(figsize=(8, 5))
     positive = False
     for i, (label, axes, rows) in enumerate(sweeps):
         # One series per sweep and value of its non-numeric axes (numeric ones vary along x).
         kinds = [a for a in axes if not all(as_float(r[a]) is not None for r in rows)]
-        groups = {}
-        for r in rows:
-            name = ", ".join(f"{a.split('.')[-1]}={r[a]}" for a in kinds)
-            groups.setdefault(label + (": " + name if name else ""), []).append(r)
-        for name, rs in sorted(groups.items()):
+        for name, rs in sorted(group_rows(rows, kinds, label).items()):
             pts = [(float(r["memory_bytes"]), 100 * float(r["final_average_accuracy"])) for r in rs if as_float(r["memory_bytes"]) is not None]
             positive = positive or any(p[0] > 0 for p in pts)
             if pts:
                 ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=markers[i % len(markers)], label=name)
-    ax.set_xlabel("memory (bytes)")
     if positive:
         ax.set_xscale("symlog", linthresh=1e4)
-    ax.set_ylabel("final average accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    save(fig, os.path.join(out_dir, "plots", "accuracy_vs_memory_bytes.png"))
+    finish(ax, "memory (bytes)", "final average accuracy (%)", os.path.join(out_dir, "plots", "accuracy_vs_memory_bytes.png"))
 
 
 def main():

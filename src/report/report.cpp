@@ -70,6 +70,10 @@ std::string plot_links(const std::string& out, const std::filesystem::path& base
   return md;
 }
 
+bool is_sweep_folder(const std::filesystem::path& dir) {
+  return std::filesystem::exists(dir / "sweep.csv") && std::filesystem::exists(dir / "sweep.json");
+}
+
 std::string sweep_markdown(const std::filesystem::path& dir, const std::string& heading) {
   auto spec = nlohmann::json::parse(read_file(dir / "sweep.json"));
   std::vector<GridAxis> axes;
@@ -87,7 +91,7 @@ std::filesystem::path plot_script() {
 
 ReportResult write_report(const std::filesystem::path& dir, const std::string& python) {
   namespace fs = std::filesystem;
-  const bool sweep = fs::exists(dir / "sweep.csv") && fs::exists(dir / "sweep.json");
+  const bool sweep = is_sweep_folder(dir);
   const bool run = fs::exists(dir / "metrics.json");
   if (!sweep && !run) throw_input("{}: neither a run folder (metrics.json) nor a sweep folder (sweep.csv, sweep.json)", dir.string());
   std::string md;
@@ -112,7 +116,7 @@ ReportResult write_comparison_report(const std::vector<std::filesystem::path>& s
   std::string md = "# Comparison\n\nSweeps: ";
   for (size_t i = 0; i < sweeps.size(); ++i) {
     const auto& d = sweeps[i];
-    if (!(fs::exists(d / "sweep.csv") && fs::exists(d / "sweep.json"))) {
+    if (!is_sweep_folder(d)) {
       throw_input("{}: not a sweep folder (sweep.csv, sweep.json); cts report compares only sweeps (a single run: cts sweep CONFIG --seeds 0)", d.string());
     }
     if (fs::exists(out) && fs::equivalent(d, out)) throw_input("{}: --out must not be one of the compared sweep folders", out.string());
