@@ -217,7 +217,7 @@ int cmd_explain(const ExplainArgs& a) {
 }
 
 int cmd_sweep(const std::string& config, const std::vector<std::string>& sets, const std::vector<std::string>& grids, const std::string& seeds,
-              int64_t jobs, const std::string& out) {
+              int64_t jobs, const std::string& out, bool summarize_only) {
   namespace fs = std::filesystem;
   if (config.empty()) throw cts::InputError("cts sweep needs a CONFIG.yaml");
   if (!fs::exists(config)) throw cts::InputError(fmt::format("{}: no such config file", config));
@@ -238,6 +238,7 @@ int cmd_sweep(const std::string& config, const std::vector<std::string>& sets, c
     }
   }
   o.jobs = jobs;
+  o.summarize_only = summarize_only;
   o.out = out.empty() ? fs::path("runs") / (fs::path(config).stem().string() + "-sweep") : fs::path(out);
   o.executable = fs::read_symlink("/proc/self/exe");
   std::signal(SIGINT, on_signal);
@@ -345,12 +346,15 @@ int main(int argc, char** argv) {
   std::string sweep_config, sweep_seeds, sweep_out;
   std::vector<std::string> sweep_sets, sweep_grids;
   int64_t sweep_jobs = 1;
+  bool sweep_summarize_only = false;
   sweep->add_option("config", sweep_config, "Base config (YAML)")->required();
   sweep->add_option("--grid", sweep_grids, "key=v1,v2,... (repeatable; the cross product is run)")->take_all()->allow_extra_args(false);
   sweep->add_option("--set", sweep_sets, "Override a key in every run (repeatable)")->take_all()->allow_extra_args(false);
   sweep->add_option("--seeds", sweep_seeds, "Comma-separated seeds, e.g. 0,1,2 (default: the config's seed)");
   sweep->add_option("--jobs", sweep_jobs, "Runs at the same time (each gets cores / jobs threads)")->capture_default_str();
   sweep->add_option("--out", sweep_out, "Sweep folder (default: runs/<config stem>-sweep)");
+  sweep->add_flag("--summarize-only", sweep_summarize_only,
+                  "Start nothing: write sweep.csv / sweep.md from the runs finished so far (the others count as missing)");
 
   auto* report = app.add_subcommand("report", "Plots (PNG) and report.md for a run or sweep folder, or several sweeps compared (--out)");
   std::vector<std::string> report_dirs;
@@ -377,7 +381,7 @@ int main(int argc, char** argv) {
     if (inspect->parsed()) return cmd_buffer_inspect(buffer_file, as_json);
     if (render->parsed()) return cmd_buffer_render(buffer_file, render_out, render_limit, render_scale);
     if (explain->parsed()) return cmd_explain(ex);
-    if (sweep->parsed()) return cmd_sweep(sweep_config, sweep_sets, sweep_grids, sweep_seeds, sweep_jobs, sweep_out);
+    if (sweep->parsed()) return cmd_sweep(sweep_config, sweep_sets, sweep_grids, sweep_seeds, sweep_jobs, sweep_out, sweep_summarize_only);
     if (report->parsed()) return cmd_report(report_dirs, report_out);
     if (datasets->parsed()) return cmd_datasets();
     if (keys->parsed()) return cmd_config_keys(markdown);

@@ -26,12 +26,13 @@ std::unique_ptr<TokenSelector> make_token_selector(const std::string& name, cons
   throw_input("token selection method '{}' is not known; accepted: {}", name, fmt::join(token_selector_names(), ", "));
 }
 
-torch::Tensor top_tokens(const torch::Tensor& relevance, int64_t k, const torch::Tensor& tie_keys) {
+namespace {
+
+// Every token of each row, most relevant first (ties by tie_keys, else by the lower index).
+torch::Tensor token_order(const torch::Tensor& relevance, const torch::Tensor& tie_keys) {
   TORCH_CHECK(relevance.dim() == 2, "relevance must be [B, T], got ", relevance.sizes());
-  TORCH_CHECK(k >= 1 && k <= relevance.size(1), "cannot keep ", k, " of ", relevance.size(1), " tokens");
   auto scores = relevance.to(torch::kCPU, torch::kFloat32);
   TORCH_CHECK(torch::isfinite(scores).all().item<bool>(), "relevance contains NaN or infinite values");
-  torch::Tensor order;
   if (tie_keys.defined()) {
     TORCH_CHECK(tie_keys.sizes() == relevance.sizes(), "tie_keys must be [B, T] like relevance");
     // Visit tokens in the order of their keys, then sort stably by score: equal scores keep
@@ -39,12 +40,33 @@ torch::Tensor top_tokens(const torch::Tensor& relevance, int64_t k, const torch:
     auto visit = std::get<1>(torch::sort(tie_keys.to(torch::kCPU, torch::kFloat32), c10::optional<bool>(true), /*dim=*/1, /*descending=*/false));
     auto permuted = scores.gather(1, visit);
     auto by_score = std::get<1>(torch::sort(permuted, /*stable=*/true, /*dim=*/1, /*descending=*/true));
-    order = visit.gather(1, by_score);
-  } else {
-    // Stable descending sort: equal scores keep index order, so ties go to the lower index.
-    order = std::get<1>(torch::sort(scores, /*stable=*/true, /*dim=*/1, /*descending=*/true));
+    return visit.gather(1, by_score);
   }
-  return std::get<0>(torch::sort(order.narrow(1, 0, k), 1));
+  // Stable descending sort: equal scores keep index order, so ties go to the lower index.
+  return std::get<1>(torch::sort(scores, /*stable=*/true, /*dim=*/1, /*descending=*/true));
+}
+
+}  // namespace
+
+torch::Tensor top_tokens(const torch::Tensor& relevance, int64_t k, const torch::Tensor& tie_keys) {
+  TORCH_CHECK(relevance.dim() == 2, "relevance must be [B, T], got ", relevance.sizes());
+  TORCH_CHECK(k >= 1 && k <= relevance.size(1), "cannot keep ", k, " of ", relevance.size(1), " tokens");
+  return std::get<0>(torch::sort(token_order(relevance, tie_keys).narrow(1, 0, k), 1));
+}
+
+torch::Tensor top_tokens(const torch::Tensor& relevance, const torch::Tensor& counts, const torch::Tensor& tie_keys) {
+  TORCH_CHECK(relevance.dim() == 2, "relevance must be [B, T], got ", relevance.sizes());
+  const int64_t B = relevance.size(0), T = relevance.size(1);
+  auto c = counts.to(torch::kCPU, torch::kInt64).contiguous();
+  TORCH_CHECK(c.dim() == 1 && c.size(0) == B, "counts must be [B] = [", B, "], got ", c.sizes());
+  TORCH_CHECK(B == 0 || (c.min().item<int64_t>() >= 1 && c.max().item<int64_t>() <= T), "counts must lie in [1, ", T, "]");
+  const int64_t kmax = B ? c.max().item<int64_t>() : 0;
+  auto order = token_order(relevance, tie_keys).narrow(1, 0, kmax).contiguous();
+  // Tokens past a row's count become T (sorted last), then -1.
+  auto rank = torch::arange(kmax, torch::kInt64).unsqueeze(0).expand({B, kmax});
+  auto masked = torch::where(rank < c.unsqueeze(1), order, torch::full_like(order, T));
+  auto sorted = std::get<0>(torch::sort(masked, 1));
+  return torch::where(sorted == T, torch::full_like(sorted, -1), sorted);
 }
 
 torch::Tensor token_tie_keys(const torch::Tensor& sample_ids, int64_t num_tokens, uint64_t seed) {

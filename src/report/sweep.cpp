@@ -79,6 +79,59 @@ std::string pct(const Stats& s) {
   return fmt::format("{:.2f} ± {:.2f}", 100 * s.mean, 100 * s.std);
 }
 
+bool is_number(const std::string& v) {
+  try {
+    size_t used = 0;
+    std::stod(v, &used);
+    return used == v.size();
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+// Final average accuracy as a table with the last numeric axis of two or more values as columns
+// and the other varying axes as rows (the layout of the paper's Table 1); "" when no axis fits.
+// `acc[i]` holds cell i's final accuracies (one per finished seed).
+std::string pivot_markdown(const std::vector<GridAxis>& axes, const std::vector<SweepCell>& cells,
+                           const std::vector<std::vector<double>>& acc, size_t num_seeds) {
+  int col = -1;
+  for (size_t a = 0; a < axes.size(); ++a) {
+    bool numeric = axes[a].values.size() > 1;
+    for (const auto& v : axes[a].values) numeric = numeric && is_number(v);
+    if (numeric) col = int(a);
+  }
+  if (col < 0) return "";
+  std::vector<size_t> row_axes;
+  for (size_t a = 0; a < axes.size(); ++a)
+    if (int(a) != col && axes[a].values.size() > 1) row_axes.push_back(a);
+  std::vector<std::string> row_names;
+  std::map<std::string, std::map<std::string, std::string>> table;
+  for (size_t i = 0; i < cells.size(); ++i) {
+    std::string row;
+    for (size_t a : row_axes) row += (row.empty() ? "" : ", ") + cells[i].settings[a].second;
+    if (row.empty()) row = "all";
+    if (!table.count(row)) row_names.push_back(row);
+    const auto st = stats(acc[i]);
+    std::string text = pct(st);
+    if (st.n > 0 && size_t(st.n) < num_seeds) text += fmt::format(" (n = {})", st.n);
+    table[row][cells[i].settings[size_t(col)].second] = text;
+  }
+  std::string head;
+  for (size_t a : row_axes) head += (head.empty() ? "" : ", ") + axes[a].key;
+  std::string md = fmt::format("\nFinal average accuracy (%), mean ± std over {} seed(s); \"(n = k)\": only k of them finished.\n\n| {} \\ {} |",
+                               num_seeds, head.empty() ? std::string("runs") : head, axes[size_t(col)].key);
+  for (const auto& v : axes[size_t(col)].values) md += " " + v + " |";
+  md += "\n|---|";
+  for (size_t k = 0; k < axes[size_t(col)].values.size(); ++k) md += "---|";
+  md += "\n";
+  for (const auto& r : row_names) {
+    md += "| " + r + " |";
+    for (const auto& v : axes[size_t(col)].values) md += " " + table[r][v] + " |";
+    md += "\n";
+  }
+  return md;
+}
+
 }  // namespace
 
 GridAxis parse_grid_axis(const std::string& spec) {
@@ -193,6 +246,11 @@ std::vector<SweepRun> run_sweep(const SweepOptions& o, const std::atomic<bool>* 
     con.info("sweep: started {} / {} ({}) -> {}", r.cell.name, seed_dir(r.seed), resume ? "resumed" : "new", log.string());
   };
   auto stopping = [&] { return stop && stop->load(); };
+  if (o.summarize_only) {  // a partial table of a long grid, e.g. while it runs elsewhere
+    for (auto& r : runs) r.status = run_finished(r.dir) ? "skipped" : "not run";
+    summarize_sweep(o.out, o.axes, seeds);
+    return runs;
+  }
   while (finished < runs.size()) {
     while (!stopping() && int64_t(running.size()) < o.jobs && next < runs.size()) {
       auto& r = runs[next];
@@ -240,6 +298,7 @@ std::string summarize_sweep(const std::filesystem::path& out, const std::vector<
   md += "seeds | final avg. acc. (%) | avg. incr. acc. (%) | forgetting (%) | memory (tokens %) | memory (bytes) | time (s) |\n|";
   for (size_t i = 0; i < axes.size() + 7; ++i) md += "---|";
   md += "\n";
+  std::vector<std::vector<double>> final_acc;
   for (const auto& c : cells) {
     std::vector<double> fa, aia, fg, sec;
     double frac = NAN, bytes = NAN;
@@ -261,6 +320,7 @@ std::string summarize_sweep(const std::filesystem::path& out, const std::vector<
                          csv_num(number(j, "fwt")), csv_num(frac), csv_num(number(m, "bytes_fraction")), csv_num(bytes),
                          csv_num(number(m, "samples")), csv_num(number(m, "tokens")), csv_num(t), dir.string());
     }
+    final_acc.push_back(fa);
     md += "| ";
     for (const auto& kv : c.settings) md += kv.second + " | ";
     const auto sf = stats(fa), st = stats(sec);
@@ -268,6 +328,7 @@ std::string summarize_sweep(const std::filesystem::path& out, const std::vector<
                       std::isfinite(frac) ? fmt::format("{:.3f}", 100 * frac) : "–", std::isfinite(bytes) ? fmt::format("{:.0f}", bytes) : "–",
                       st.n ? fmt::format("{:.0f}", st.mean) : "–");
   }
+  md += pivot_markdown(axes, cells, final_acc, seeds.size());
   write_file_atomic(out / "sweep.csv", csv);
   nlohmann::json spec;
   for (const auto& a : axes) spec["axes"].push_back({{"key", a.key}, {"values", a.values}});

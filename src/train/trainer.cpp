@@ -444,7 +444,7 @@ void Trainer::train_task(int64_t task, int64_t start_epoch, int64_t start_step) 
   const int64_t total = steps_per_epoch * cfg_.train.epochs;
   std::vector<std::pair<std::string, torch::Tensor>> named;
   for (const auto& p : model_->named_parameters()) named.emplace_back(p.key(), p.value());
-  if (!optimizer_ || start_epoch == 0 && start_step == 0) optimizer_ = std::make_unique<Optimizer>(named, optimizer_options());
+  if (!optimizer_ || (start_epoch == 0 && start_step == 0)) optimizer_ = std::make_unique<Optimizer>(named, optimizer_options());
   const bool in_memory = dynamic_cast<const TensorDataset*>(data_.train.get()) != nullptr;
   model_->train();
   auto& timing = record_.timing[size_t(task)];
@@ -535,6 +535,18 @@ torch::Tensor Trainer::training_step(int64_t task, int64_t epoch, int64_t step, 
   const TokenKeep* keep_ptr = nullptr;
   if (token_drop_ > 0.0) {
     const int64_t kept = tokens_kept(1.0 - token_drop_, num_tokens_);
+    // Joint selection keeps 1..T tokens per memory sample. New data then keeps a count drawn
+    // from the memory's own counts, so sequence length (drop fill) or the number of filled
+    // tokens does not tell replayed from new samples (with a fixed count the model learned
+    // that shortcut and scored 0 % on each new task's full test images).
+    torch::Tensor counts;
+    if (fractions_.joint && !buffer_.empty()) {
+      auto gen = make_generator(static_cast<uint64_t>(cfg_.seed), "token_drop_counts", {task, epoch, step});
+      counts = buffer_.counts().index_select(0, torch::randint(buffer_.size(), {B}, gen, torch::kInt64));
+    }
+    auto choose = [&](const torch::Tensor& scores, const torch::Tensor& tie_keys) {
+      return counts.defined() ? top_tokens(scores, counts, tie_keys) : top_tokens(scores, kept, tie_keys);
+    };
     if (cfg_.train.token_drop_policy == "memory-tokens") {
       // The tokens the memory's selector would keep, scored by the current model.
       torch::Tensor tgt = targets;
@@ -545,10 +557,10 @@ torch::Tensor Trainer::training_step(int64_t task, int64_t epoch, int64_t step, 
         model_->train();
       }
       auto rel = token_selector_->relevance(model_, images_u8, tgt, ids);
-      keep.positions = top_tokens(rel, kept, token_tie_keys(ids, num_tokens_, static_cast<uint64_t>(cfg_.seed)));
+      keep.positions = choose(rel, token_tie_keys(ids, num_tokens_, static_cast<uint64_t>(cfg_.seed)));
     } else {
       auto gen = make_generator(static_cast<uint64_t>(cfg_.seed), "token_drop", {task, epoch, step});
-      keep.positions = top_tokens(torch::rand({B, num_tokens_}, gen), kept);
+      keep.positions = choose(torch::rand({B, num_tokens_}, gen), torch::Tensor());
     }
     keep.fill = fill_;
     keep.rescale = cfg_.train.token_drop_rescale ? 1.0 / (1.0 - token_drop_) : 1.0;

@@ -106,6 +106,21 @@ TEST(Selection, TopTokensAreSortedAndTiesGoLow) {
   EXPECT_THROW(top_tokens(torch::tensor({{NAN, 1.0}}), 1), c10::Error);
 }
 
+TEST(Selection, TopTokensWithACountPerSampleArePaddedLikeTheBuffer) {
+  // Hand-derived: row 0 keeps its 3 best (0.9 at 1 and 3, then 0.5 at 2), row 1 its best one
+  // (index 2), row 2 all four (the ties go low, order irrelevant once all are kept).
+  auto rel = torch::tensor({{0.1, 0.9, 0.5, 0.9}, {0.2, 0.1, 0.8, 0.3}, {1.0, 1.0, 1.0, 1.0}});
+  auto pos = top_tokens(rel, torch::tensor({3, 1, 4}, torch::kInt64));
+  EXPECT_TRUE(torch::equal(pos, torch::tensor({{1, 2, 3, -1}, {2, -1, -1, -1}, {0, 1, 2, 3}}, torch::kInt64))) << pos;
+  // Equal counts give exactly the fixed-k result, with and without tie keys.
+  auto keys = torch::tensor({{0.4, 0.3, 0.2, 0.1}, {0.1, 0.2, 0.3, 0.4}, {0.9, 0.1, 0.5, 0.2}});
+  EXPECT_TRUE(torch::equal(top_tokens(rel, torch::full({3}, 2, torch::kInt64), keys), top_tokens(rel, 2, keys)));
+  EXPECT_TRUE(torch::equal(top_tokens(rel, torch::full({3}, 2, torch::kInt64), keys)[2], torch::tensor({1, 3}, torch::kInt64)));
+  EXPECT_THROW(top_tokens(rel, torch::tensor({0, 1, 2}, torch::kInt64)), c10::Error);
+  EXPECT_THROW(top_tokens(rel, torch::tensor({1, 5, 2}, torch::kInt64)), c10::Error);
+  EXPECT_THROW(top_tokens(rel, torch::tensor({1, 2}, torch::kInt64)), c10::Error);
+}
+
 TEST(Selection, RandomTokensAreBatchInvariantPermutations) {
   auto sel = make_token_selector("random", TokenSelectorOptions{});
   VisionTransformer m(vit_preset("vit_nano_patch4_28"));

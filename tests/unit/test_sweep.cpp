@@ -89,6 +89,76 @@ TEST(Sweep, RunsResumesSkipsAndSummarises) {
   EXPECT_EQ(again.output.find("started"), std::string::npos) << again.output;
   EXPECT_NE(again.output.find("already done"), std::string::npos);
 
+  // tools/results_archive.py: the records of the finished runs (no checkpoints), put back into an
+  // empty sweep folder, make the same sweep skip every run and give the same sweep.csv.
+  {
+    const std::string tool = std::string(CTS_PYTHON) + " " + CTS_SOURCE_DIR + "/tools/results_archive.py";
+    const auto archive = dir / "archive";
+    auto s = test::run_command(tool + " save " + out.string() + " " + archive.string());
+    ASSERT_EQ(s.exit_code, 0) << s.output;
+    EXPECT_NE(s.output.find("4 finished runs saved"), std::string::npos) << s.output;
+    for (const char* f : {"config.yaml", "metrics.json", "summary.md"})
+      EXPECT_TRUE(std::filesystem::exists(archive / "retention-0.25" / "seed-1" / f)) << f;
+    EXPECT_TRUE(std::filesystem::exists(out / "retention-0.25" / "seed-1" / "checkpoint"));
+    EXPECT_FALSE(std::filesystem::exists(archive / "retention-0.25" / "seed-1" / "checkpoint"));
+    EXPECT_TRUE(std::filesystem::exists(archive / "sweep.csv"));
+    const auto restored = dir / "restored";
+    auto rs = test::run_command(tool + " restore " + archive.string() + " " + restored.string());
+    ASSERT_EQ(rs.exit_code, 0) << rs.output;
+    EXPECT_NE(rs.output.find("4 finished runs restored"), std::string::npos) << rs.output;
+    auto resweep = test::run_command(bin + " sweep " + (dir / "tiny.yaml").string() +
+                                     " --grid memory.retention=0.09,0.25 --seeds 0,1 --jobs 2 --out " + restored.string());
+    ASSERT_EQ(resweep.exit_code, 0) << resweep.output;
+    EXPECT_EQ(resweep.output.find("started"), std::string::npos) << resweep.output;
+    // The same rows; only run_dir (the last column) names the new folder.
+    std::string expected = test::read_text(out / "sweep.csv");
+    for (size_t at; (at = expected.find(out.string() + "/")) != std::string::npos;) expected.replace(at, out.string().size(), restored.string());
+    EXPECT_EQ(test::read_text(restored / "sweep.csv"), expected);
+    // --summarize-only on a larger grid: the table of what finished, the rest missing, nothing run.
+    auto partial = test::run_command(bin + " sweep " + (dir / "tiny.yaml").string() +
+                                     " --grid memory.retention=0.09,0.25,0.5 --seeds 0,1 --summarize-only --out " + restored.string());
+    ASSERT_EQ(partial.exit_code, 0) << partial.output;
+    EXPECT_EQ(partial.output.find("started"), std::string::npos) << partial.output;
+    EXPECT_NE(partial.output.find("6 runs: 0 failed, 2 not run"), std::string::npos) << partial.output;
+    EXPECT_FALSE(std::filesystem::exists(restored / "retention-0.5"));
+    auto part_csv = test::read_text(restored / "sweep.csv");
+    EXPECT_NE(part_csv.find("0.5,0,missing,"), std::string::npos) << part_csv;
+    EXPECT_NE(part_csv.find("0.25,1,done,"), std::string::npos) << part_csv;
+    const auto part_md = test::read_text(restored / "sweep.md");
+    EXPECT_NE(part_md.find("| 0.5 | 0 |"), std::string::npos) << part_md;
+    // The Table-1 layout: the numeric axis as columns, a dash where nothing finished.
+    EXPECT_NE(part_md.find("| runs \\ memory.retention | 0.09 | 0.25 | 0.5 |\n|---|---|---|---|\n| all | "), std::string::npos) << part_md;
+    EXPECT_NE(part_md.find(" | – |\n"), std::string::npos) << part_md;
+    auto two = test::run_command(bin + " sweep " + (dir / "tiny.yaml").string() +
+                                 " --grid memory.strategy=coreset,core-tokens --grid memory.retention=0.5,0.25 --summarize-only --out " +
+                                 (dir / "two").string());
+    ASSERT_EQ(two.exit_code, 0) << two.output;
+    EXPECT_NE(two.output.find("| memory.strategy \\ memory.retention | 0.5 | 0.25 |\n|---|---|---|\n| coreset | – | – |\n| core-tokens | – | – |\n"),
+              std::string::npos)
+        << two.output;
+    // A run folder of its own (here: a checkpoint, no metrics) is never overwritten.
+    std::filesystem::remove(restored / "retention-0.09" / "seed-0" / "metrics.json");
+    std::filesystem::create_directories(restored / "retention-0.09" / "seed-0" / "checkpoint");
+    auto keep = test::run_command(tool + " restore " + archive.string() + " " + restored.string());
+    ASSERT_EQ(keep.exit_code, 0) << keep.output;
+    EXPECT_NE(keep.output.find("0 finished runs restored"), std::string::npos) << keep.output;
+    EXPECT_FALSE(std::filesystem::exists(restored / "retention-0.09" / "seed-0" / "metrics.json"));
+    // Bad input: a missing folder, a folder that is no sweep, an unfinished run in the archive.
+    auto missing = test::run_command(tool + " save " + (dir / "nope").string() + " " + archive.string());
+    EXPECT_EQ(missing.exit_code, 2) << missing.output;
+    EXPECT_NE(missing.output.find((dir / "nope").string() + ": no such folder"), std::string::npos) << missing.output;
+    auto not_sweep = test::run_command(tool + " save " + (out / "retention-0.09").string() + " " + archive.string());
+    EXPECT_EQ(not_sweep.exit_code, 2) << not_sweep.output;
+    EXPECT_NE(not_sweep.output.find("not a sweep folder"), std::string::npos) << not_sweep.output;
+    auto m = nlohmann::json::parse(test::read_text(archive / "retention-0.25" / "seed-1" / "metrics.json"));
+    m["tasks_done"] = 1;
+    test::write_text(archive / "retention-0.25" / "seed-1" / "metrics.json", m.dump());
+    auto unfinished = test::run_command(tool + " restore " + archive.string() + " " + (dir / "restored2").string());
+    EXPECT_EQ(unfinished.exit_code, 2) << unfinished.output;
+    EXPECT_NE(unfinished.output.find("unfinished run"), std::string::npos) << unfinished.output;
+    EXPECT_FALSE(std::filesystem::exists(dir / "restored2"));  // nothing copied
+  }
+
   // A bad key anywhere in the grid: exit 2 before anything runs.
   auto bad = test::run_command(bin + " sweep " + (dir / "tiny.yaml").string() + " --grid memory.retension=0.1 --out " + (dir / "bad").string());
   EXPECT_EQ(bad.exit_code, 2) << bad.output;

@@ -39,6 +39,10 @@ class TokenSelector {
 // the buffer).
 torch::Tensor top_tokens(const torch::Tensor& relevance, int64_t k, const torch::Tensor& tie_keys = {});
 
+// The same with a count per sample (counts int64 [B], each in [1, T]): int64 [B, max count],
+// each row's counts[b] most relevant positions ascending, then -1 padding (the buffer's layout).
+torch::Tensor top_tokens(const torch::Tensor& relevance, const torch::Tensor& counts, const torch::Tensor& tie_keys = {});
+
 // Seeded uniform keys [B, num_tokens], one stream per sample id (batch-invariant).
 torch::Tensor token_tie_keys(const torch::Tensor& sample_ids, int64_t num_tokens, uint64_t seed);
 

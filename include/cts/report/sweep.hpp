@@ -35,13 +35,14 @@ struct SweepOptions {
   int64_t jobs = 1;
   std::filesystem::path out;        // default: runs/<config stem>-sweep
   std::filesystem::path executable;  // the cts binary the runs use
+  bool summarize_only = false;       // start nothing: tables from the runs finished so far
 };
 
 struct SweepRun {
   SweepCell cell;
   int64_t seed = 0;
   std::filesystem::path dir;
-  std::string status;  // done | failed | skipped (already done)
+  std::string status;  // done | failed | skipped (already done) | not run
 };
 
 // Validates every cell's config first (InputError before anything runs), then runs what is
