@@ -17,8 +17,8 @@
 // bound of its current gain (submodularity). Pop the top; if its gain is from this step it
 // is the greedy choice, else recompute and push back. Ties go to the lower row index, so
 // the selection equals plain greedy's. Column mode refreshes the `block` best stale
-// candidates per round (distance rows by plain loops, no N×N memory); fresh gains are
-// exact, so this changes nothing but speed.
+// candidates per round: their distance rows by the same GEMMs as the matrix, in column
+// chunks (no N×N memory); fresh gains are exact, so the block size changes nothing but speed.
 //
 // Memory. The N×N float matrix is built (in row blocks) only when it fits matrix_bytes
 // (memory.coreset_memory_mb); otherwise only [block, N] distance blocks are ever held.
@@ -34,6 +34,8 @@
 
 namespace cts {
 namespace {
+
+constexpr int64_t kColumnChunk = 4096;  // column-mode distance blocks are [block, kColumnChunk]
 
 struct HeapEntry {
   double gain;
@@ -93,6 +95,7 @@ FacilityLocationResult facility_location_greedy(const GradientRows& rows, int64_
     for (int64_t j = 0; j < n; ++j) initial[size_t(j)] = double(n) * c - sp[j];
   }
 
+  const torch::Tensor sq_all = rows.squared_norms().contiguous();  // float [N]
   std::priority_queue<HeapEntry, std::vector<HeapEntry>, HeapOrder> heap;
   for (int64_t j = 0; j < n; ++j) heap.push({initial[size_t(j)], j, 0});
   out.evaluations = n;
@@ -124,10 +127,37 @@ FacilityLocationResult facility_location_greedy(const GradientRows& rows, int64_
         heap.pop();
       }
       for (const auto& e : fresh) heap.push(e);
-      std::vector<float> row(static_cast<size_t>(n));
+      // The stale candidates' distances to all N points in chunks of columns: per chunk two
+      // small GEMMs ([S, ·] × [·, chunk]) that read each gradient row once per round instead
+      // of once per candidate (~10x faster than a row at a time), then the partial gains,
+      // summed per candidate in chunk order. (Splitting the chunks over threads was
+      // measured slower on 2 cores: OpenBLAS calls from two threads contend.)
+      std::vector<int64_t> ids;
+      for (const auto& e : stale) ids.push_back(e.index);
+      const int64_t S = int64_t(ids.size());
+      const auto stale_rows = rows.rows(torch::tensor(ids, torch::kInt64));
+      std::vector<double> gain(size_t(S), 0.0);
+      const float* sq = sq_all.data_ptr<float>();
+      for (int64_t i0 = 0; i0 < n; i0 += kColumnChunk) {
+        const int64_t w = std::min(kColumnChunk, n - i0);
+        auto k = stale_rows.inner(rows.slice(i0, w)).contiguous();  // [S, w] <x_j, x_i>
+        const float* kp = k.data_ptr<float>();
+        for (int64_t r = 0; r < S; ++r) {
+          const int64_t j = ids[size_t(r)];
+          const float* kr = kp + r * w;
+          double g = 0.0;
+          for (int64_t t = 0; t < w; ++t) {
+            const int64_t i = i0 + t;
+            // D_ji with the float operations of squared_distances(): (−2·<x_j, x_i> + |x_j|²) + |x_i|², ≥ 0.
+            const float d = i == j ? 0.0f : std::max(kr[t] * -2.0f + sq[j] + sq[i], 0.0f);
+            const double diff = m[size_t(i)] - double(d);
+            if (diff > 0) g += diff;
+          }
+          gain[size_t(r)] += g;
+        }
+      }
+      for (int64_t r = 0; r < S; ++r) stale[size_t(r)].gain = gain[size_t(r)];
       for (auto& e : stale) {
-        rows.squared_distances_from(e.index, row.data());
-        e.gain = gain_from_row(row.data(), m, n);
         e.step = step;
         heap.push(e);
       }
@@ -137,14 +167,14 @@ FacilityLocationResult facility_location_greedy(const GradientRows& rows, int64_
     selected[size_t(j)] = 1;
     out.order.push_back(j);
     out.gains.push_back(pick.gain);
-    std::vector<float> pick_row;
+    torch::Tensor pick_row;
     const float* row = nullptr;
     if (out.used_matrix) {
       row = matrix[j].data_ptr<float>();
     } else {
-      pick_row.resize(static_cast<size_t>(n));
-      rows.squared_distances_from(j, pick_row.data());
-      row = pick_row.data();
+      pick_row = rows.rows(torch::tensor({j}, torch::kInt64)).squared_distances(rows).contiguous();
+      pick_row.data_ptr<float>()[j] = 0.0f;
+      row = pick_row.data_ptr<float>();
     }
     for (int64_t i = 0; i < n; ++i) {
       const double dij = double(row[i]);

@@ -73,29 +73,6 @@ torch::Tensor GradientRows::dense() const {
   return (g_.unsqueeze(2) * e_.unsqueeze(1)).reshape({g_.size(0), -1});  // [N, C, D'] -> [N, C·D']
 }
 
-void GradientRows::squared_distances_from(int64_t j, float* out) const {
-  const int64_t n = size(), c = g_.size(1), d = e_.defined() ? e_.size(1) : 0;
-  const float* g = g_.data_ptr<float>();
-  const float* e = e_.defined() ? e_.data_ptr<float>() : nullptr;
-  const float* sq = sq_.data_ptr<float>();
-  const float* gj = g + j * c;
-  const float* ej = e ? e + j * d : nullptr;
-  for (int64_t i = 0; i < n; ++i) {
-    const float* gi = g + i * c;
-    double gg = 0.0;
-    for (int64_t a = 0; a < c; ++a) gg += double(gi[a]) * double(gj[a]);
-    if (e) {
-      const float* ei = e + i * d;
-      double ee = 0.0;
-      for (int64_t a = 0; a < d; ++a) ee += double(ei[a]) * double(ej[a]);
-      gg *= ee;
-    }
-    const double v = double(sq[i]) + double(sq[j]) - 2.0 * gg;
-    out[i] = v > 0.0 ? float(v) : 0.0f;
-  }
-  out[j] = 0.0f;
-}
-
 torch::Tensor GradientRows::inner_with_sum() const {
   auto g = g_.to(torch::kFloat64);
   if (!e_.defined()) return torch::mv(g, g.sum(0));

@@ -248,6 +248,27 @@ TEST(Craig, ColumnBlocksGiveTheMatrixResultWithoutAnNxNMatrix) {
   EXPECT_FALSE(b.used_matrix);
   EXPECT_EQ(a.order, b.order);
   EXPECT_EQ(a.cluster, b.cluster);
+  // More points than one column chunk (4096): the blocks are summed chunk by chunk.
+  auto big_g = gradient_like(4500, 5, 2, 11);
+  GradientRows big(big_g);
+  auto big_matrix = facility_location_greedy(big, 12, int64_t(1) << 30);
+  auto big_blocks = facility_location_greedy(big, 12, /*matrix_bytes=*/0, /*block=*/16);
+  EXPECT_TRUE(big_matrix.used_matrix);
+  EXPECT_FALSE(big_blocks.used_matrix);
+  EXPECT_EQ(big_matrix.order, big_blocks.order);
+  EXPECT_EQ(big_matrix.cluster, big_blocks.cluster);
+  // Gains after the first pick (whose gain carries each mode's bound c) agree to float rounding.
+  for (size_t q = 1; q < big_matrix.gains.size(); ++q) EXPECT_NEAR(big_matrix.gains[q], big_blocks.gains[q], 1e-6 * big_matrix.gains[q]);
+  // The thread count changes nothing: the same picks and bit-identical gains.
+  const int threads = torch::get_num_threads();
+  torch::set_num_threads(1);
+  auto one = facility_location_greedy(rows, 40, 700 * 700 * 4 - 1, 16);
+  torch::set_num_threads(std::max(2, threads));
+  auto many = facility_location_greedy(rows, 40, 700 * 700 * 4 - 1, 16);
+  torch::set_num_threads(threads);
+  EXPECT_EQ(one.order, b.order);
+  EXPECT_EQ(one.gains, many.gains);
+  EXPECT_EQ(one.cluster, many.cluster);
   // Lazy evaluation: far fewer gain evaluations than plain greedy's N per step.
   std::printf("[ craig ] gain evaluations: %lld matrix, %lld blocks (plain greedy: %d)\n", (long long)a.evaluations, (long long)b.evaluations, 700 * 40);
   EXPECT_LT(a.evaluations, 700 * 40 / 2);

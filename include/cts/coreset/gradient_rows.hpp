@@ -35,8 +35,6 @@ class GradientRows {
   torch::Tensor inner(const GradientRows& other) const;      // [N, M] <x_i, y_j>
   torch::Tensor squared_distances(const GradientRows& other) const;  // [N, M] ||x_i − y_j||², clamped at 0
   torch::Tensor dense() const;
-  // out[i] = ||x_i − x_j||² for every row i (plain loops, no tensor ops; out has size() floats).
-  void squared_distances_from(int64_t j, float* out) const;
   // [N] <x_j, Σ_i x_i> in double, via Σ_i g_i ẽ_iᵀ (O(N·C·D'), no N×N pass).
   torch::Tensor inner_with_sum() const;                               // [N, C·D'] explicit rows (row-major g ⊗ ẽ)
 
