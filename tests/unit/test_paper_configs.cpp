@@ -70,6 +70,7 @@ TEST(PaperConfigs, ExperimentScriptsUseValidKeys) {
       pos += 7;
       auto end = joined.find_first_of(" \n", pos);
       std::string spec = joined.substr(pos, end - pos);
+      if (spec.find("$R_TOKENS") != std::string::npos) spec.replace(spec.find("$R_TOKENS"), 9, "0.8,0.6,0.4,0.2,0.1");
       if (spec.find("$R") != std::string::npos) spec.replace(spec.find("$R"), 2, "0.8,0.6,0.4,0.2,0.1,0.01");
       const auto eq = spec.find('=');
       ASSERT_NE(eq, std::string::npos) << spec;
