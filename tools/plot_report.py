@@ -111,14 +111,15 @@ def group_rows(rows, keys, prefix="", empty="runs"):
     return groups
 
 
-def accuracy_curve(ax, rows, x_axis, label):
+def accuracy_curve(ax, rows, x_axis, label, **style):
     """Final average accuracy (mean ± std over seeds) against x_axis; returns the x values."""
     by_x = {}
     for r in rows:
         by_x.setdefault(float(r[x_axis]), []).append(100 * float(r["final_average_accuracy"]))
     xs = sorted(by_x)
     stats = [mean_std(by_x[x]) for x in xs]
-    ax.errorbar(xs, [m for m, _ in stats], yerr=[sd for _, sd in stats], marker="o", capsize=3, label=label)
+    style.setdefault("marker", "o")
+    ax.errorbar(xs, [m for m, _ in stats], yerr=[sd for _, sd in stats], capsize=3, label=label, **style)
     return xs
 
 
@@ -126,7 +127,11 @@ def finish(ax, xlabel, ylabel, path, legend_size=8):
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=legend_size)
+    if len(ax.get_legend_handles_labels()[1]) > 6:
+        # Many series: the legend goes beside the axes instead of over the curves.
+        ax.legend(fontsize=legend_size, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    else:
+        ax.legend(fontsize=legend_size)
     save(ax.figure, path)
 
 
@@ -206,7 +211,13 @@ def compare_plots(out_dir, sweep_dirs):
         fig, ax = plt.subplots(figsize=(8, 5))
         xs_all = []
         flat = []
-        for label, axes, rows in sweeps:
+        # Colours repeat after 10 (20) series: each sweep also gets its own marker and line
+        # style, so two series never look alike.
+        n_series = sum(len(group_rows(rows, [a for a in axes if a != x_axis], label)) for label, axes, rows in sweeps if rows and x_axis in axes)
+        palette = plt.get_cmap("tab20").colors if n_series > 10 else [f"C{i}" for i in range(10)]
+        line_styles = ["-", "-.", ":", (0, (5, 1))]
+        k = 0
+        for i, (label, axes, rows) in enumerate(sweeps):
             if not rows:
                 continue
             for name, rs in sorted(group_rows(rows, [a for a in axes if a != x_axis], label).items()):
@@ -223,7 +234,9 @@ def compare_plots(out_dir, sweep_dirs):
                     else:
                         flat.append((name, accs))
                     continue
-                xs_all += accuracy_curve(ax, rs, x_axis, name)
+                xs_all += accuracy_curve(ax, rs, x_axis, name, color=palette[k % len(palette)], marker=markers[i % len(markers)],
+                                         linestyle=line_styles[i % len(line_styles)])
+                k += 1
         for i, (label, values) in enumerate(flat):
             mu, sd = mean_std(values)
             line = ax.axhline(mu, linestyle="--", color=f"C{(i + 5) % 10}", label=f"{label} ({mu:.1f} %)")
