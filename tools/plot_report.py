@@ -212,15 +212,14 @@ def compare_plots(out_dir, sweep_dirs):
         xs_all = []
         flat = []
         # Colours repeat after 10 (20) series: each sweep also gets its own marker and line
-        # style, so two series never look alike.
-        n_series = sum(len(group_rows(rows, [a for a in axes if a != x_axis], label)) for label, axes, rows in sweeps if rows and x_axis in axes)
+        # style, so series of different sweeps differ even where colours repeat.
+        grouped = [(i, axes, group_rows(rows, [a for a in axes if a != x_axis], label)) for i, (label, axes, rows) in enumerate(sweeps) if rows]
+        n_series = sum(len(groups) for _, axes, groups in grouped if x_axis in axes)
         palette = plt.get_cmap("tab20").colors if n_series > 10 else [f"C{i}" for i in range(10)]
         line_styles = ["-", "-.", ":", (0, (5, 1))]
         k = 0
-        for i, (label, axes, rows) in enumerate(sweeps):
-            if not rows:
-                continue
-            for name, rs in sorted(group_rows(rows, [a for a in axes if a != x_axis], label).items()):
+        for i, axes, groups in grouped:
+            for name, rs in sorted(groups.items()):
                 accs = [100 * float(r["final_average_accuracy"]) for r in rs]
                 if x_axis not in axes:
                     # A sweep at one retention (e.g. core tokenset @ 1 %) is a point at the
