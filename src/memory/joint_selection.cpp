@@ -108,14 +108,7 @@ SelectionReport select_task_memory_joint(VisionTransformer& model, const Dataset
     const int64_t b = std::min(st.batch_size, N - i);
     auto ds_idx = task_idx.narrow(0, i, b);
     auto images = train.images(ds_idx);
-    torch::Tensor tgt = targets.narrow(0, i, b);
-    if (st.explain_predicted) {
-      torch::NoGradGuard no_grad;
-      const bool was_training = model->is_training();
-      model->eval();
-      tgt = model->forward(model->normalize(images)).argmax(1).to(torch::kCPU);
-      model->train(was_training);
-    }
+    const auto tgt = explanation_targets(model, images, targets.narrow(0, i, b), st.explain_predicted);
     rel.push_back(token_selector.relevance(model, images, tgt, ds_idx).to(torch::kCPU, torch::kFloat32));
   }
   const auto shares = relevance_shares(torch::cat(rel));  // [N, T]

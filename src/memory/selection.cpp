@@ -94,14 +94,7 @@ void store_rows(VisionTransformer& model, const Dataset& train, const TaskRows& 
     if (k == T) {
       positions = torch::arange(T, torch::kInt64).unsqueeze(0).expand({b, T}).contiguous();
     } else {
-      torch::Tensor tgt = tr.targets.index_select(0, r);
-      if (st.explain_predicted) {
-        torch::NoGradGuard no_grad;
-        const bool was_training = model->is_training();
-        model->eval();
-        tgt = model->forward(model->normalize(images)).argmax(1).to(torch::kCPU);
-        model->train(was_training);
-      }
+      const auto tgt = explanation_targets(model, images, tr.targets.index_select(0, r), st.explain_predicted);
       auto rel = token_selector.relevance(model, images, tgt, ds_idx);
       positions = top_tokens(rel, k, token_tie_keys(ds_idx, T, st.seed));  // seeded ties: constant scores keep random tokens
     }
@@ -159,6 +152,16 @@ int64_t class_budget(double s, int64_t n) {
   // Guard against 0.1 * 6000 = 600.0000000001 rounding up to 601.
   const int64_t b = static_cast<int64_t>(std::ceil(raw - 1e-9 * std::max(1.0, raw)));
   return std::clamp<int64_t>(b, 1, n);
+}
+
+torch::Tensor explanation_targets(VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& labels, bool predicted) {
+  if (!predicted) return labels;
+  torch::NoGradGuard no_grad;
+  const bool was_training = model->is_training();
+  model->eval();
+  auto pred = model->forward(model->normalize(images_u8)).argmax(1).to(torch::kCPU);
+  model->train(was_training);
+  return pred;
 }
 
 std::pair<torch::Tensor, torch::Tensor> last_layer_gradients(VisionTransformer& model, const Dataset& dataset, const torch::Tensor& indices,

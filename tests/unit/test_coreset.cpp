@@ -1,12 +1,14 @@
 // Coreset selection against independent computations: GradMatch's non-negative OMP on
 // constructed sparse problems and against the ridge solution, CRAIG vs brute force and
 // plain greedy, herding vs its argmin definition and vs random, budgets per class, byte
-// budgets, joint selection, replay weights, config errors, every method in `cts run`.
+// budgets, joint selection, predicted-class targets, replay weights, config errors, every
+// method in `cts run`.
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "cts/attribution/registry.hpp"
@@ -492,6 +494,58 @@ TEST(Selection, ByteBudgetsAreRespectedForEveryStrategy) {
   st.budget_bytes = 3 * whole;
   TokenBuffer buffer(1, 28, 4);
   EXPECT_THROW(select_task_memory(model, *data, split, 0, *coreset, *tokens, st, buffer), InputError);
+}
+
+// memory.target = predicted: token methods explain the model's predicted class, not the label.
+// A spy token selector records the targets it is asked to explain; they are compared with the
+// labels and with a forward pass done here, for the two-stage and the joint path.
+struct TargetSpy : TokenSelector {
+  std::map<int64_t, int64_t> target_of;  // sample id -> target passed
+  std::string name() const override { return "spy"; }
+  torch::Tensor relevance(VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& targets,
+                          const torch::Tensor& sample_ids) override {
+    for (int64_t i = 0; i < targets.size(0); ++i) target_of[sample_ids[i].item<int64_t>()] = targets[i].item<int64_t>();
+    return torch::rand({images_u8.size(0), model->config().num_patches()});
+  }
+};
+
+TEST(Selection, PredictedTargetsAreTheModelsEvalPredictions) {
+  auto data = uneven_dataset();
+  auto split = make_task_split(4, 1, ClassOrder{"natural", {}}, 0);
+  auto cfg = vit_preset("vit_nano_patch4_28");
+  cfg.num_classes = 4;
+  VisionTransformer model(cfg, 3);
+  const int64_t n = data->size();
+  auto all = torch::arange(n, torch::kInt64);
+  torch::Tensor predicted;
+  {
+    torch::NoGradGuard no_grad;
+    model->eval();
+    predicted = model->forward(model->normalize(data->images(all))).argmax(1);
+  }
+  const auto labels = data->labels();
+  ASSERT_GT((predicted != labels).sum().item<int64_t>(), 0) << "the check needs predictions that differ from labels";
+  auto coreset = make_sample_selector("random");
+  for (bool joint : {false, true}) {
+    for (bool use_prediction : {false, true}) {
+      TargetSpy spy;
+      SelectionSettings st;
+      st.joint = joint;
+      st.fractions.sample_fraction = 1.0;
+      st.fractions.token_fraction = 0.5;
+      st.explain_predicted = use_prediction;
+      st.batch_size = 16;
+      TokenBuffer buffer(1, 28, 4);
+      model->train();
+      select_task_memory(model, *data, split, 0, *coreset, spy, st, buffer);
+      EXPECT_TRUE(model->is_training()) << "the model's mode is restored";
+      ASSERT_EQ(int64_t(spy.target_of.size()), n) << "joint=" << joint;
+      const auto& expect = use_prediction ? predicted : labels;
+      for (const auto& [id, target] : spy.target_of) {
+        EXPECT_EQ(target, expect[id].item<int64_t>()) << "sample " << id << " joint=" << joint << " predicted=" << use_prediction;
+      }
+    }
+  }
 }
 
 // ------------------------------------------------------------------ joint selection

@@ -66,6 +66,10 @@ int64_t class_budget(double sample_fraction, int64_t class_size);
 std::pair<torch::Tensor, torch::Tensor> last_layer_gradients(VisionTransformer& model, const Dataset& dataset, const torch::Tensor& indices,
                                                              const torch::Tensor& targets, int64_t batch_size);
 
+// The classes a token attribution explains: `labels`, or with memory.target = predicted the
+// model's predicted classes (eval mode, no gradients; the model's mode is restored after).
+torch::Tensor explanation_targets(VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& labels, bool predicted);
+
 // Pre-logits features of buffer samples as replay sees them (kept tokens, fill mode): [n, D].
 torch::Tensor replay_features(VisionTransformer& model, const TokenBuffer& buffer, FillMode fill, double rescale, int64_t batch_size);
 
