@@ -413,12 +413,17 @@ std::shared_ptr<const TensorDataset> uneven_dataset() {
   return std::make_shared<TensorDataset>("uneven", images, torch::tensor(labels, torch::kInt64), 4);
 }
 
+// An untrained nano ViT (seed 3) with a 4-class head, for selection on the uneven dataset.
+VisionTransformer four_class_vit() {
+  auto cfg = vit_preset("vit_nano_patch4_28");
+  cfg.num_classes = 4;
+  return VisionTransformer(cfg, 3);
+}
+
 TEST(Selection, PerClassBudgetsWithUnevenAndTinyClassesForEveryMethod) {
   auto data = uneven_dataset();
   auto split = make_task_split(4, 1, ClassOrder{"natural", {}}, 0);
-  auto cfg = vit_preset("vit_nano_patch4_28");
-  cfg.num_classes = 4;
-  VisionTransformer model(cfg, 3);
+  auto model = four_class_vit();
   auto tokens = make_token_selector("random", TokenSelectorOptions{});
   for (const auto& name : sample_selector_names()) {
     for (bool weights : {false, true}) {
@@ -449,9 +454,7 @@ TEST(Selection, PerClassBudgetsWithUnevenAndTinyClassesForEveryMethod) {
 TEST(Selection, ByteBudgetsAreRespectedForEveryStrategy) {
   auto data = uneven_dataset();  // 71 samples
   auto split = make_task_split(4, 1, ClassOrder{"natural", {}}, 0);
-  auto cfg = vit_preset("vit_nano_patch4_28");
-  cfg.num_classes = 4;
-  VisionTransformer model(cfg, 3);
+  auto model = four_class_vit();
   auto tokens = make_token_selector("random", TokenSelectorOptions{});
   auto coreset = make_sample_selector("herding");
   const int64_t whole = stored_sample_bytes(1, 4, 49, false);  // 890
@@ -512,9 +515,7 @@ struct TargetSpy : TokenSelector {
 TEST(Selection, PredictedTargetsAreTheModelsEvalPredictions) {
   auto data = uneven_dataset();
   auto split = make_task_split(4, 1, ClassOrder{"natural", {}}, 0);
-  auto cfg = vit_preset("vit_nano_patch4_28");
-  cfg.num_classes = 4;
-  VisionTransformer model(cfg, 3);
+  auto model = four_class_vit();
   const int64_t n = data->size();
   auto all = torch::arange(n, torch::kInt64);
   torch::Tensor predicted;
@@ -570,9 +571,7 @@ TEST(Joint, TopPairsByHand) {
 TEST(Joint, SelectionKeepsVaryingTokenCountsWithinTheByteBudget) {
   auto data = uneven_dataset();
   auto split = make_task_split(4, 1, ClassOrder{"natural", {}}, 0);
-  auto cfg = vit_preset("vit_nano_patch4_28");
-  cfg.num_classes = 4;
-  VisionTransformer model(cfg, 3);
+  auto model = four_class_vit();
   auto coreset = make_sample_selector("random");
   for (const auto& method : {"random", "rollout"}) {
     auto tokens = make_token_selector(method, TokenSelectorOptions{});
