@@ -5,7 +5,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 CTEST_JOBS ?= 2
 
-.PHONY: all deps configure build demo test test-slow test-all test-asan bench docs fuzz fuzz-build fuzz-seeds clean
+.PHONY: all deps configure build demo test test-asan bench docs fuzz fuzz-build fuzz-seeds clean
 
 all: build
 
@@ -18,21 +18,17 @@ configure: deps
 build: configure
 	cmake --build $(BUILD)
 
-# Runs the quickstart experiment (configs/quickstart.yaml) and prints its summary.
-demo: build
+# Runs the quickstart experiment (configs/quickstart.yaml) and prints its summary. Builds only
+# what the demo needs (the library and the cts command, not the tests and benchmarks).
+demo: configure
+	cmake --build $(BUILD) --target cts
 	rm -rf runs/quickstart
 	$(BUILD)/cts run configs/quickstart.yaml --out runs/quickstart
 
 # The CI suite: unit tests, the independent Python references and the quickstart
-# acceptance run (labels unit, python, e2e).
+# acceptance run (labels unit, python, e2e): every test there is.
 test: build
 	cd $(BUILD) && ctest -L "unit|python|e2e" -j $(CTEST_JOBS) --output-on-failure
-
-# End-to-end runs on Fashion-MNIST (label slow): the quickstart acceptance check.
-test-slow: build
-	cd $(BUILD) && ctest -L slow --output-on-failure
-
-test-all: test test-slow
 
 # The unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (GCC, CTS_SANITIZE) in
 # their own build folder; CI runs it after `make test`. tools/sanitizers/ holds the

@@ -1,6 +1,6 @@
 // libFuzzer target: the YAML config parser (yaml-cpp, then cts's key table, types, ranges
 // and cross-key validation) on arbitrary text.
-#include "cts/core/config.hpp"
+#include "cts/config/config.hpp"
 #include "fuzz_util.hpp"
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {

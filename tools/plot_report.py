@@ -1,9 +1,10 @@
 """Plots for `cts report` (matplotlib, Debian's python3-matplotlib).
 
 Usage: plot_report.py DIR
-  DIR a run folder (metrics.json):  plots/accuracy_over_tasks.png (the paper's Fig. 5 style:
-        accuracy of each task after every later task, and the average), plots/accuracy_matrix.png
-        (the class-IL accuracy matrix as a heat map, Fig. 8 style).
+  DIR a run folder (metrics.json): for every metric matrix <name>_matrix the learner recorded
+        (accuracy = class-IL and task_il_accuracy for classifiers; exact_match, bleu4, ... for
+        others): plots/<name>_over_tasks.png (the paper's Fig. 5 style: the score of each task
+        after every later task, and the average) and plots/<name>_matrix.png (heat map, Fig. 8).
   DIR a sweep folder (sweep.csv + sweep.json): plots/accuracy_vs_<axis>.png (final average
         accuracy, mean ± std over seeds, against the numeric grid axis, one line per value of
         the other axes: Table 1 as a plot), plots/accuracy_vs_memory_bytes.png,
@@ -37,45 +38,69 @@ def save(fig, path):
     print(path)
 
 
+METRIC_LABELS = {"accuracy": "class-IL accuracy", "task_il_accuracy": "task-IL accuracy"}
+
+
+def metric_matrices(m):
+    """Every <name>_matrix of a metrics.json, the primary metric (accuracy) first."""
+    names = sorted(k[: -len("_matrix")] for k in m if k.endswith("_matrix"))
+    return sorted(names, key=lambda n: (n != "accuracy", n))
+
+
 def run_plots(run_dir):
+    """For every metric matrix R of the run: <name>_over_tasks.png (each task's score after
+    every later task, and the average over the tasks seen) and <name>_matrix.png (heat map)."""
     with open(os.path.join(run_dir, "metrics.json")) as f:
         m = json.load(f)
-    R = m["accuracy_matrix"]
-    T = len(R)
-    done = m.get("tasks_done", T)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for j in range(T):
-        xs = [i + 1 for i in range(j, done) if R[i][j] is not None]
-        ys = [100 * R[i][j] for i in range(j, done) if R[i][j] is not None]
-        if xs:
-            ax.plot(xs, ys, marker="o", label=f"task {j + 1}")
-    avg = m.get("average_accuracy", [])
-    if avg:
-        ax.plot(range(1, len(avg) + 1), [100 * a for a in avg], "k--", linewidth=2, label="average")
-    ax.set_xlabel("after training task")
-    ax.set_ylabel("class-IL accuracy (%)")
-    ax.set_xticks(range(1, T + 1))
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
-    ax.set_title(os.path.basename(os.path.normpath(run_dir)))
-    save(fig, os.path.join(run_dir, "plots", "accuracy_over_tasks.png"))
-
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * T, 0.8 + 0.6 * T))
-    data = [[(100 * v if v is not None else float("nan")) for v in row] for row in R]
-    im = ax.imshow(data, vmin=0, vmax=100, cmap="viridis")
-    for i in range(T):
+    for name in metric_matrices(m):
+        R = m[name + "_matrix"]
+        T = len(R)
+        done = m.get("tasks_done", T)
+        label = METRIC_LABELS.get(name, name.replace("_", " "))
+        values = [v for row in R for v in row if v is not None]
+        percent = all(0.0 <= v <= 1.0 for v in values)  # fractions are shown in %
+        scale, unit = (100.0, " (%)") if percent else (1.0, "")
+        top = 100.0 if percent else max(values + [1.0])
+        fig, ax = plt.subplots(figsize=(6, 4))
         for j in range(T):
-            if R[i][j] is not None:
-                ax.text(j, i, f"{100 * R[i][j]:.0f}", ha="center", va="center", color="w" if R[i][j] < 0.6 else "k", fontsize=8)
-    ax.set_xticks(range(T))
-    ax.set_xticklabels([str(j + 1) for j in range(T)])
-    ax.set_yticks(range(T))
-    ax.set_yticklabels([str(i + 1) for i in range(T)])
-    ax.set_xlabel("evaluated on task")
-    ax.set_ylabel("after training task")
-    fig.colorbar(im, ax=ax, label="accuracy (%)")
-    save(fig, os.path.join(run_dir, "plots", "accuracy_matrix.png"))
+            xs = [i + 1 for i in range(j, done) if R[i][j] is not None]
+            ys = [scale * R[i][j] for i in range(j, done) if R[i][j] is not None]
+            if xs:
+                ax.plot(xs, ys, marker="o", label=f"task {j + 1}")
+        # The average over the tasks seen so far (the diagonal block; entries above it are
+        # scores of tasks not trained yet, kept for FWT).
+        avg = []
+        for i in range(done):
+            seen = [R[i][j] for j in range(i + 1) if R[i][j] is not None]
+            if seen:
+                avg.append(sum(seen) / len(seen))
+        if avg:
+            ax.plot(range(1, len(avg) + 1), [scale * a for a in avg], "k--", linewidth=2, label="average")
+        ax.set_xlabel("after training task")
+        ax.set_ylabel(label + unit)
+        ax.set_xticks(range(1, T + 1))
+        ax.set_ylim(0, top)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, ncol=2)
+        ax.set_title(os.path.basename(os.path.normpath(run_dir)))
+        save(fig, os.path.join(run_dir, "plots", f"{name}_over_tasks.png"))
+
+        fig, ax = plt.subplots(figsize=(1.0 + 0.7 * T, 0.8 + 0.6 * T))
+        data = [[(scale * v if v is not None else float("nan")) for v in row] for row in R]
+        im = ax.imshow(data, vmin=0, vmax=top, cmap="viridis")
+        for i in range(T):
+            for j in range(T):
+                if R[i][j] is not None:
+                    text = f"{scale * R[i][j]:.0f}" if percent else f"{R[i][j]:.2f}"
+                    ax.text(j, i, text, ha="center", va="center", color="w" if scale * R[i][j] < 0.6 * top else "k", fontsize=8)
+        ax.set_xticks(range(T))
+        ax.set_xticklabels([str(j + 1) for j in range(T)])
+        ax.set_yticks(range(T))
+        ax.set_yticklabels([str(i + 1) for i in range(T)])
+        ax.set_xlabel("evaluated on task")
+        ax.set_ylabel("after training task")
+        fig.colorbar(im, ax=ax, label=label + unit)
+        save(fig, os.path.join(run_dir, "plots", f"{name}_matrix.png"))
 
 
 def as_float(s):

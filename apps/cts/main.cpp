@@ -12,18 +12,18 @@
 
 #include "cts/attribution/explain.hpp"
 #include "cts/attribution/registry.hpp"
-#include "cts/core/config.hpp"
+#include "cts/config/config.hpp"
 #include "cts/core/fs.hpp"
 #include "cts/data/image_codec.hpp"
 #include "cts/core/error.hpp"
 #include "cts/core/safetensors.hpp"
 #include "cts/data/registry.hpp"
 #include "cts/memory/token_buffer.hpp"
-#include "cts/report/console.hpp"
+#include "cts/core/console.hpp"
 #include "cts/report/overlay.hpp"
 #include "cts/report/report.hpp"
 #include "cts/report/sweep.hpp"
-#include "cts/train/trainer.hpp"
+#include "cts/train/loop.hpp"
 
 namespace {
 
@@ -131,7 +131,8 @@ struct ExplainArgs {
   std::string target = "auto", out, scores;
   int64_t index = -1;
   double token_fraction = 0.2;
-  double atman_factor = 0.1, atman_kappa = 0.7;
+  // AtMan settings: the memory section's defaults (one place: attribution/token_selector.hpp).
+  double atman_factor = cts::MemoryConfig{}.atman_factor, atman_kappa = cts::MemoryConfig{}.atman_kappa;
 };
 
 int cmd_explain(const ExplainArgs& a) {

@@ -14,15 +14,14 @@ AtmanTokenSelector::AtmanTokenSelector(const TokenSelectorOptions& o)
   if (chunk_ < 1) throw_input("memory.atman_chunk = {}; accepted: >= 1", chunk_);
 }
 
-torch::Tensor AtmanTokenSelector::relevance(VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& targets,
-                                            const torch::Tensor& sample_ids) {
-  check_relevance_args(model, images_u8, targets, name());
-  AttributionModeGuard guard(model);
+torch::Tensor AtmanTokenSelector::score_tokens(ExplainedModel& explained, const torch::Tensor& images_u8, const torch::Tensor& sample_ids) {
+  check_relevance_images(explained, images_u8, name());
+  auto& model = require_encoder(explained, name());
+  EvalModeGuard guard(model, /*grad=*/true);  // attribution runs inside no-grad phases
   torch::NoGradGuard no_grad;
   const int64_t B = images_u8.size(0), T = model->config().num_patches(), N = T + 1;
   if (B == 0) return torch::zeros({0, T});
   auto x = model->normalize(images_u8);
-  auto tgt = targets.to(x.device(), torch::kInt64);
 
   // Suppression factors [B, T (suppressed token t), N (key column)].
   auto emb = model->patch_embed->proj(x).flatten(2).transpose(1, 2);  // [B, T, D]
@@ -34,23 +33,22 @@ torch::Tensor AtmanTokenSelector::relevance(VisionTransformer& model, const torc
   f = torch::where(eye, torch::full_like(cos, factor_), f);
   auto scale = torch::cat({torch::ones({B, T, 1}, f.options()), f}, 2).reshape({B * T, N});
 
-  auto run = [&](const torch::Tensor& xs, const torch::Tensor& ks, const torch::Tensor& ts) {
+  // Per-row loss of the explained target (rows: the sample each copy belongs to).
+  auto run = [&](const torch::Tensor& xs, const torch::Tensor& ks, const torch::Tensor& rows) {
     AttentionProbe probe;
     probe.key_scale = ks;
     ForwardOptions opt;
     opt.probe = &probe;
-    auto logits = model->forward(xs, opt);
-    return torch::nn::functional::cross_entropy(logits.to(torch::kFloat32), ts,
-                                                torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+    return explained.loss(model->forward_features(xs, opt), rows);
   };
-  const auto ce_clean = run(x, torch::ones({B, N}, x.options()), tgt);  // [B]
+  const auto ce_clean = run(x, torch::ones({B, N}, x.options()), torch::arange(B, torch::TensorOptions().dtype(torch::kInt64).device(x.device())));  // [B]
 
   auto rel = torch::empty({B * T}, x.options());
-  auto owner = torch::arange(B, tgt.options()).repeat_interleave(T);  // copy -> sample
+  auto owner = torch::arange(B, torch::TensorOptions().dtype(torch::kInt64).device(x.device())).repeat_interleave(T);  // copy -> sample
   for (int64_t i = 0; i < B * T; i += chunk_) {
     const int64_t c = std::min(chunk_, B * T - i);
     auto own = owner.narrow(0, i, c);
-    auto ce = run(x.index_select(0, own), scale.narrow(0, i, c), tgt.index_select(0, own));
+    auto ce = run(x.index_select(0, own), scale.narrow(0, i, c), own);
     rel.narrow(0, i, c).copy_(ce - ce_clean.index_select(0, own));
   }
   rel = rel.view({B, T});

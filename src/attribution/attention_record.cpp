@@ -6,27 +6,33 @@
 
 namespace cts {
 
-void check_relevance_args(const VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& targets,
-                          const std::string& method) {
-  const auto& cfg = model->config();
-  if (images_u8.dim() != 4 || images_u8.scalar_type() != torch::kUInt8 || images_u8.size(2) != cfg.img_size || images_u8.size(3) != cfg.img_size) {
+void throw_needs_encoder(const std::string& method, const std::string& kind) {
+  throw_input("memory.tokens = {} needs the attention of a transformer encoder, and the {} learner has none; accepted: random", method, kind);
+}
+
+VisionTransformer& require_encoder(ExplainedModel& model, const std::string& method) {
+  VisionTransformer* encoder = model.encoder();
+  if (!encoder) throw_needs_encoder(method, model.kind());
+  return *encoder;
+}
+
+void check_relevance_images(ExplainedModel& model, const torch::Tensor& images_u8, const std::string& method) {
+  if (images_u8.dim() != 4 || images_u8.scalar_type() != torch::kUInt8) {
+    throw_input("{}: images must be uint8 [B, C, H, W], got {} {}", method, std::string(c10::toString(images_u8.scalar_type())),
+                shape_str(images_u8.sizes()));
+  }
+  VisionTransformer* encoder = model.encoder();
+  if (!encoder) return;
+  const auto& cfg = (*encoder)->config();
+  if (images_u8.size(2) != cfg.img_size || images_u8.size(3) != cfg.img_size) {
     throw_input("{}: images must be uint8 [B, C, {}, {}], got {} {}", method, cfg.img_size, cfg.img_size, std::string(c10::toString(images_u8.scalar_type())),
                 shape_str(images_u8.sizes()));
   }
-  if (targets.dim() != 1 || targets.size(0) != images_u8.size(0)) {
-    throw_input("{}: need one target per image ([{}]), got {}", method, images_u8.size(0), shape_str(targets.sizes()));
-  }
-  if (targets.numel() > 0) {
-    auto t = targets.to(torch::kCPU, torch::kInt64);
-    const int64_t lo = t.min().item<int64_t>(), hi = t.max().item<int64_t>();
-    if (lo < 0 || hi >= model->num_classes()) {
-      throw_input("{}: target class {} is outside the model's head (0..{})", method, lo < 0 ? lo : hi, model->num_classes() - 1);
-    }
-  }
 }
 
-AttentionRecord record_attention(VisionTransformer& model, const torch::Tensor& x, const torch::Tensor& targets, bool with_grads) {
-  AttributionModeGuard guard(model);
+AttentionRecord record_attention(ExplainedModel& explained, const torch::Tensor& x, bool with_grads) {
+  VisionTransformer& model = require_encoder(explained, "attention record");
+  EvalModeGuard guard(model, /*grad=*/true);  // attribution runs inside no-grad phases
   AttentionProbe probe;
   probe.keep_maps = true;
   probe.retain_grad = false;
@@ -34,20 +40,19 @@ AttentionRecord record_attention(VisionTransformer& model, const torch::Tensor& 
   opt.probe = &probe;
   // The input requires grad so the maps are differentiable even with frozen parameters.
   auto input = x.detach().requires_grad_(with_grads);
-  auto logits = model->forward(input, opt);
+  auto tokens = model->forward_features(input, opt);
   AttentionRecord rec;
   if (with_grads) {
-    auto tgt = targets.to(logits.device(), torch::kInt64).view({-1, 1});
-    auto score = logits.gather(1, tgt).sum();
-    auto grads = torch::autograd::grad({score}, probe.maps, /*grad_outputs=*/{}, /*retain_graph=*/false, /*create_graph=*/false,
+    auto score = explained.score(tokens, torch::Tensor());  // [B]
+    auto grads = torch::autograd::grad({score.sum()}, probe.maps, /*grad_outputs=*/{}, /*retain_graph=*/false, /*create_graph=*/false,
                                        /*allow_unused=*/true);
     for (size_t i = 0; i < grads.size(); ++i) {
       rec.grads.push_back(grads[i].defined() ? grads[i].detach() : torch::zeros_like(probe.maps[i]));
     }
+    rec.score = score.detach();
   }
   for (auto& m : probe.maps) rec.maps.push_back(m.detach());
   rec.block0_input = probe.block_inputs.front().detach();
-  rec.logits = logits.detach();
   return rec;
 }
 

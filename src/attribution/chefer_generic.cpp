@@ -5,10 +5,10 @@
 
 namespace cts {
 
-torch::Tensor CheferGenericTokenSelector::relevance(VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& targets,
-                                                    const torch::Tensor& sample_ids) {
-  check_relevance_args(model, images_u8, targets, name());
-  auto rec = record_attention(model, model->normalize(images_u8), targets, /*with_grads=*/true);
+torch::Tensor CheferGenericTokenSelector::score_tokens(ExplainedModel& model, const torch::Tensor& images_u8, const torch::Tensor& sample_ids) {
+  check_relevance_images(model, images_u8, name());
+  auto& vit = require_encoder(model, name());
+  auto rec = record_attention(model, vit->normalize(images_u8), /*with_grads=*/true);
   torch::NoGradGuard no_grad;
   const int64_t B = images_u8.size(0), N = rec.maps.front().size(-1);
   auto r = torch::eye(N, rec.maps.front().options()).unsqueeze(0).repeat({B, 1, 1});  // [B, N, N]

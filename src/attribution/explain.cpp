@@ -13,40 +13,10 @@
 #include "cts/data/patches.hpp"
 
 namespace cts {
-namespace {
-
-int64_t meta_int(const SafetensorsFile& f, const std::string& key, int64_t fallback) {
-  auto it = f.metadata.find(key);
-  if (it == f.metadata.end()) return fallback;
-  try {
-    return std::stoll(it->second);
-  } catch (const std::exception&) {
-    throw_input("{}: metadata {} = '{}' is not an integer", f.path.string(), key, it->second);
-  }
-}
-
-}  // namespace
 
 LoadedModel load_model_for_inference(const std::filesystem::path& weights, const std::string& preset) {
   auto header = read_safetensors_header(weights);  // validates the file, names it in errors
-  std::string name = preset;
-  if (name.empty()) {
-    auto it = header.metadata.find("cts.preset");
-    if (it == header.metadata.end()) {
-      throw_input("{} has no cts.preset metadata (not written by cts): give --preset, one of {}", weights.string(),
-                  fmt::join(vit_preset_names(), ", "));
-    }
-    name = it->second;
-  }
-  ViTConfig cfg = vit_preset(name);
-  if (header.metadata.count("cts.embed_dim")) {
-    cfg.img_size = meta_int(header, "cts.img_size", cfg.img_size);
-    cfg.patch_size = meta_int(header, "cts.patch_size", cfg.patch_size);
-    cfg.in_chans = meta_int(header, "cts.in_chans", cfg.in_chans);
-    cfg.embed_dim = meta_int(header, "cts.embed_dim", cfg.embed_dim);
-    cfg.depth = meta_int(header, "cts.depth", cfg.depth);
-    cfg.num_heads = meta_int(header, "cts.num_heads", cfg.num_heads);
-  }
+  ViTConfig cfg = vit_config_from_metadata(header.metadata, weights.string(), preset);
   for (const auto& e : header.entries) {
     if (e.name == "head.weight" && e.shape.size() == 2) cfg.num_classes = e.shape[0];
   }

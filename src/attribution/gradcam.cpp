@@ -5,10 +5,10 @@
 
 namespace cts {
 
-torch::Tensor GradCamTokenSelector::relevance(VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& targets,
-                                              const torch::Tensor& sample_ids) {
-  check_relevance_args(model, images_u8, targets, name());
-  auto rec = record_attention(model, model->normalize(images_u8), targets, /*with_grads=*/true);
+torch::Tensor GradCamTokenSelector::score_tokens(ExplainedModel& model, const torch::Tensor& images_u8, const torch::Tensor& sample_ids) {
+  check_relevance_images(model, images_u8, name());
+  auto& vit = require_encoder(model, name());
+  auto rec = record_attention(model, vit->normalize(images_u8), /*with_grads=*/true);
   torch::NoGradGuard no_grad;
   const auto& a = rec.maps.back();   // [B, Hd, N, N]
   const auto& g = rec.grads.back();  // [B, Hd, N, N]

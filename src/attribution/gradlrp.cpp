@@ -17,10 +17,10 @@ torch::Tensor transformer_attribution(const LrpResult& lrp) {
   return joint;
 }
 
-torch::Tensor GradLrpTokenSelector::relevance(VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& targets,
-                                              const torch::Tensor& sample_ids) {
-  check_relevance_args(model, images_u8, targets, name());
-  auto lrp = lrp_propagate(model, model->normalize(images_u8), targets);
+torch::Tensor GradLrpTokenSelector::score_tokens(ExplainedModel& model, const torch::Tensor& images_u8, const torch::Tensor& sample_ids) {
+  check_relevance_images(model, images_u8, name());
+  auto& vit = require_encoder(model, name());
+  auto lrp = lrp_propagate(model, vit->normalize(images_u8));
   return cls_row_relevance(transformer_attribution(lrp));
 }
 

@@ -61,8 +61,14 @@ torch::Tensor lrp_zb(const torch::Tensor& x, const torch::Tensor& w, const torch
   return (x - l) * torch::matmul(s, wp) + (x - h) * torch::matmul(s, wn);
 }
 
-LrpResult lrp_propagate(VisionTransformer& model, const torch::Tensor& x_in, const torch::Tensor& targets, const LrpOptions& opt) {
-  AttributionModeGuard guard(model);
+LrpResult lrp_propagate(VisionTransformer& model, const torch::Tensor& x, const torch::Tensor& targets, const LrpOptions& options) {
+  ClassifierExplained explained(model, targets, "lrp");
+  return lrp_propagate(explained, x, options);
+}
+
+LrpResult lrp_propagate(ExplainedModel& explained, const torch::Tensor& x_in, const LrpOptions& opt) {
+  VisionTransformer& model = require_encoder(explained, "gradlrp");
+  EvalModeGuard guard(model, /*grad=*/true);  // attribution runs inside no-grad phases
   const auto& cfg = model->config();
   const auto dtype = opt.double_precision ? torch::kFloat64 : torch::kFloat32;
   const int64_t B = x_in.size(0), C = cfg.in_chans, p = cfg.patch_size, g = cfg.grid(), T = cfg.num_patches(), N = T + 1;
@@ -100,17 +106,15 @@ LrpResult lrp_propagate(VisionTransformer& model, const torch::Tensor& x_in, con
     acts.push_back(s);
   }
   auto nf = torch::layer_norm(z, {D}, P_(model->norm->weight), P_(model->norm->bias), cfg.ln_eps);
-  auto cls = nf.select(1, 0);
-  auto logits = torch::linear(cls, P_(model->head->weight), P_(model->head->bias));
 
   LrpResult res;
-  auto tgt = targets.to(logits.device(), torch::kInt64);
   {
     std::vector<torch::Tensor> maps;
     for (auto& s : acts) maps.push_back(s.attn);
-    auto score = logits.gather(1, tgt.view({-1, 1})).sum();
-    auto grads = torch::autograd::grad({score}, maps, {}, false, false, /*allow_unused=*/true);
+    auto score = explained.score(nf, torch::Tensor());  // [B]
+    auto grads = torch::autograd::grad({score.sum()}, maps, {}, false, false, /*allow_unused=*/true);
     for (size_t i = 0; i < grads.size(); ++i) res.attn_grad.push_back(grads[i].defined() ? grads[i].detach() : torch::zeros_like(maps[i]));
+    res.score = score.detach();
   }
 
   // ---- relevance propagation (closed form, no autograd)
@@ -121,13 +125,8 @@ LrpResult lrp_propagate(VisionTransformer& model, const torch::Tensor& x_in, con
     for (const auto& t : parts) total = total.defined() ? total + per_sample_sum(t) : per_sample_sum(t);
     res.trace.push_back({name, total.to(torch::kCPU, torch::kFloat64)});
   };
-  auto R_logits = torch::one_hot(tgt, logits.size(1)).to(dtype);
-  note("logits", {R_logits});
-  auto R_cls = lrp_linear(cls.detach(), P_(model->head->weight), R_logits, opt.alpha);
-  note("head", {R_cls});
-  auto R = torch::zeros({B, N, D}, R_cls.options());
-  R.select(1, 0).copy_(R_cls);  // CLS pooling; the final LayerNorm passes relevance through
-  note("norm", {R});
+  auto R = explained.output_relevance(nf.detach(), opt.alpha);  // [B, N, D]
+  note("output", {R});
   res.attn.resize(acts.size());
   res.attn_relevance.resize(acts.size());
   for (int64_t i = static_cast<int64_t>(acts.size()) - 1; i >= 0; --i) {
@@ -174,7 +173,6 @@ LrpResult lrp_propagate(VisionTransformer& model, const torch::Tensor& x_in, con
     note("patch_embed", {R_pix});
     res.pixel_relevance = R_pix.view({B, g, g, C, p, p}).permute({0, 3, 1, 4, 2, 5}).reshape({B, C, g * p, g * p});
   }
-  res.logits = logits.detach();
   return res;
 }
 

@@ -5,9 +5,8 @@
 
 namespace cts {
 
-torch::Tensor RandomTokenSelector::relevance(VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& targets,
-                                             const torch::Tensor& sample_ids) {
-  const int64_t B = images_u8.size(0), T = model->config().num_patches();
+torch::Tensor RandomTokenSelector::score_tokens(ExplainedModel& model, const torch::Tensor& images_u8, const torch::Tensor& sample_ids) {
+  const int64_t B = images_u8.size(0), T = model.num_tokens();
   TORCH_CHECK(sample_ids.numel() == B, "random tokens: need one sample id per image");
   auto ids = sample_ids.to(torch::kCPU, torch::kInt64).contiguous();
   auto out = torch::empty({B, T}, torch::kFloat32);

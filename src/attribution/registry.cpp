@@ -10,9 +10,19 @@
 #include "cts/attribution/random.hpp"
 #include "cts/attribution/rollout.hpp"
 #include "cts/core/error.hpp"
+#include "cts/core/format.hpp"
 #include "cts/core/rng.hpp"
 
 namespace cts {
+
+torch::Tensor TokenSelector::relevance(VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& targets,
+                                       const torch::Tensor& sample_ids) {
+  if (targets.dim() != 1 || targets.size(0) != images_u8.size(0)) {
+    throw_input("{}: need one target per image ([{}]), got {}", name(), images_u8.size(0), shape_str(targets.sizes()));
+  }
+  ClassifierExplained explained(model, targets, name());
+  return score_tokens(explained, images_u8, sample_ids);
+}
 
 std::vector<std::string> token_selector_names() { return {"random", "rollout", "gradcam", "gradlrp", "chefer-generic", "atman"}; }
 

@@ -18,11 +18,11 @@ torch::Tensor attention_rollout(const std::vector<torch::Tensor>& maps) {
   return joint;
 }
 
-torch::Tensor RolloutTokenSelector::relevance(VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& targets,
-                                              const torch::Tensor& sample_ids) {
-  check_relevance_args(model, images_u8, targets, name());
+torch::Tensor RolloutTokenSelector::score_tokens(ExplainedModel& model, const torch::Tensor& images_u8, const torch::Tensor& sample_ids) {
+  check_relevance_images(model, images_u8, name());
+  auto& vit = require_encoder(model, name());
   torch::NoGradGuard no_grad;
-  auto rec = record_attention(model, model->normalize(images_u8), targets, /*with_grads=*/false);
+  auto rec = record_attention(model, vit->normalize(images_u8), /*with_grads=*/false);
   return cls_row_relevance(attention_rollout(rec.maps));
 }
 

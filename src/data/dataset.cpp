@@ -8,6 +8,47 @@
 
 namespace cts {
 
+void Payload::check(const std::string& what) const {
+  if (empty()) return;
+  TORCH_CHECK(lengths.dim() == 1 && lengths.scalar_type() == torch::kInt64, what, ": payload lengths must be int64 [B], got ", lengths.sizes());
+  TORCH_CHECK(values.defined() && values.dim() == 1 && values.scalar_type() == torch::kInt32, what, ": payload values must be int32 [L]");
+  TORCH_CHECK(lengths.numel() == 0 || lengths.min().item<int64_t>() >= 0, what, ": payload lengths must be >= 0");
+  TORCH_CHECK(lengths.sum().item<int64_t>() == values.size(0), what, ": payload lengths sum to ", lengths.sum().item<int64_t>(), " but there are ",
+              values.size(0), " values");
+}
+
+Payload Payload::select(const torch::Tensor& indices) const {
+  if (empty()) return {};
+  auto idx = indices.to(torch::kCPU, torch::kInt64).contiguous();
+  auto offsets = torch::cumsum(lengths, 0) - lengths;  // [B] first value of each sample
+  Payload out;
+  out.lengths = lengths.index_select(0, idx);
+  const int64_t total = out.lengths.sum().item<int64_t>();
+  // Gather index of every output value: offset of its sample + its rank within the sample.
+  auto starts = offsets.index_select(0, idx).repeat_interleave(out.lengths);                     // [total]
+  auto first = (torch::cumsum(out.lengths, 0) - out.lengths).repeat_interleave(out.lengths);  // [total]
+  auto rank = torch::arange(total, torch::kInt64) - first;
+  out.values = values.index_select(0, starts + rank);
+  return out;
+}
+
+torch::Tensor Payload::sample(int64_t i) const {
+  TORCH_CHECK(!empty() && i >= 0 && i < size(), "payload sample ", i, " out of range");
+  const int64_t start = i == 0 ? 0 : lengths.narrow(0, 0, i).sum().item<int64_t>();
+  return values.narrow(0, start, lengths[i].item<int64_t>());
+}
+
+Payload Payload::concat(const std::vector<Payload>& parts) {
+  std::vector<torch::Tensor> v, l;
+  for (const auto& p : parts) {
+    if (p.empty()) continue;
+    v.push_back(p.values);
+    l.push_back(p.lengths);
+  }
+  if (l.empty()) return {};
+  return {torch::cat(v), torch::cat(l)};
+}
+
 std::vector<std::string> Dataset::class_names() const {
   std::vector<std::string> names;
   for (int64_t c = 0; c < num_classes(); ++c) names.push_back(std::to_string(c));
@@ -15,16 +56,21 @@ std::vector<std::string> Dataset::class_names() const {
 }
 
 TensorDataset::TensorDataset(std::string name, torch::Tensor images, torch::Tensor labels, int64_t num_classes,
-                             std::vector<std::string> class_names)
+                             std::vector<std::string> class_names, Payload payload)
     : name_(std::move(name)), images_(std::move(images)), labels_(std::move(labels)), num_classes_(num_classes),
-      class_names_(std::move(class_names)) {
+      class_names_(std::move(class_names)), payload_(std::move(payload)) {
   TORCH_CHECK(images_.dim() == 4 && images_.scalar_type() == torch::kUInt8, "images must be uint8 [N, C, H, W], got ",
               images_.sizes(), " ", images_.scalar_type());
   TORCH_CHECK(labels_.dim() == 1 && labels_.size(0) == images_.size(0), "labels must be [N] with N = ", images_.size(0),
               ", got ", labels_.sizes());
   labels_ = labels_.to(torch::kInt64).contiguous();
   images_ = images_.contiguous();
+  payload_.check(name_);
+  TORCH_CHECK(payload_.empty() || payload_.size() == images_.size(0), name_, ": the payload has ", payload_.size(), " entries for ",
+              images_.size(0), " samples");
 }
+
+Payload TensorDataset::payloads(const torch::Tensor& indices) const { return payload_.select(indices); }
 
 ImageShape TensorDataset::shape() const { return {images_.size(1), images_.size(2), images_.size(3)}; }
 

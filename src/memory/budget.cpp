@@ -7,6 +7,8 @@
 #include <cmath>
 #include <numeric>
 
+#include "cts/core/error.hpp"
+
 namespace cts {
 
 int64_t stored_sample_bytes(int64_t channels, int64_t patch_size, int64_t tokens, bool weights) {
@@ -130,6 +132,47 @@ double probe_holdout_loss(const torch::Tensor& train_features, const torch::Tens
   }
   auto logits = torch::addmm(bias.detach(), xte, weight.detach().t());
   return torch::cross_entropy_loss(logits, yte).item<double>();
+}
+
+MemoryFractions plan_byte_budget(const MemoryFractions& in, MemoryStrategy strategy, const BudgetData& d) {
+  TORCH_CHECK(in.budget_bytes.has_value(), "plan_byte_budget needs memory.budget_bytes");
+  const int64_t budget = *in.budget_bytes;
+  const int64_t C = d.channels, patch = d.patch_size, T = d.num_tokens;
+  const bool w = d.weights;
+  int64_t all = 0;
+  for (int64_t n : d.task_samples) all += n;
+  int64_t need_budget = 0, worst_task = -1, worst_need = 0;
+  for (size_t t = 0; t < d.task_samples.size(); ++t) {
+    const int64_t classes = d.task_classes.at(t);
+    const int64_t need = strategy == MemoryStrategy::Coreset      ? classes * stored_sample_bytes(C, patch, T, w)
+                         : strategy == MemoryStrategy::CoreTokens ? d.task_samples[t] * stored_sample_bytes(C, patch, 1, w)
+                                                                  : classes * stored_sample_bytes(C, patch, 1, w);
+    // share >= floor(budget · N_t / N_all) whatever earlier tasks used, so this suffices.
+    const int64_t min_budget = static_cast<int64_t>(std::ceil(double(need) * double(all) / double(d.task_samples[t])));
+    if (min_budget > need_budget) need_budget = min_budget, worst_task = int64_t(t), worst_need = need;
+  }
+  if (worst_task >= 0 && task_byte_share(budget, 0, d.task_samples[size_t(worst_task)], all) < worst_need) {
+    const char* what = strategy == MemoryStrategy::Coreset      ? "one whole sample per class"
+                       : strategy == MemoryStrategy::CoreTokens ? "one token of every sample"
+                                                                : "one token of one sample per class";
+    throw_input("memory.budget_bytes = {} is impossible: task {} would get {} bytes but {} needs {} bytes; accepted: memory.budget_bytes >= {}",
+                budget, worst_task, task_byte_share(budget, 0, d.task_samples[size_t(worst_task)], all), what, worst_need, need_budget);
+  }
+  double k0 = 1.0;
+  if (strategy == MemoryStrategy::CoreTokens) {
+    const int64_t share = task_byte_share(budget, 0, d.task_samples[0], all);
+    const int64_t n0 = d.task_samples[0];
+    const int64_t per_token = stored_sample_bytes(C, patch, 1, w) - stored_sample_bytes(C, patch, 0, w);
+    k0 = double(std::clamp<int64_t>((share - n0 * stored_sample_bytes(C, patch, 0, w)) / (n0 * per_token), 1, T)) / double(T);
+  } else if (strategy == MemoryStrategy::CoreTokenset) {
+    const double r0 = double(budget) / (double(all) * double(stored_sample_bytes(C, patch, T, w)));
+    k0 = std::clamp(std::sqrt(r0), 1.0 / double(T), 1.0);
+  }
+  MemoryFractions f = in;
+  f.token_fraction = k0;
+  f.sample_fraction = std::min(1.0, double(budget) / (double(all) * double(stored_sample_bytes(C, patch, T, w))) / k0);
+  f.retention = f.sample_fraction * f.token_fraction;
+  return f;
 }
 
 }  // namespace cts

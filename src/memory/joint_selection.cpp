@@ -85,7 +85,7 @@ torch::Tensor joint_top_pairs(const torch::Tensor& sample_weights, const torch::
   return out;
 }
 
-SelectionReport select_task_memory_joint(VisionTransformer& model, const Dataset& train, const TaskSplit& split, int64_t task,
+SelectionReport select_task_memory_joint(MemoryModel& model, const Dataset& train, const TaskSplit& split, int64_t task,
                                          TokenSelector& token_selector, const SelectionSettings& st, int64_t budget_bytes,
                                          TokenBuffer& buffer) {
   using Clock = std::chrono::steady_clock;
@@ -95,12 +95,11 @@ SelectionReport select_task_memory_joint(VisionTransformer& model, const Dataset
   const int64_t bytes_before = buffer.bytes(), samples_before = buffer.size(), tokens_before = buffer.tokens();
   const auto task_idx = split.task_indices(train, task);
   const auto labels = train.labels().index_select(0, task_idx);
-  const auto targets = split.map_labels(labels);
   const int64_t N = task_idx.size(0);
 
   // One forward for the gradients, then token relevance of every sample.
   const auto t0 = Clock::now();
-  auto grads = last_layer_gradients(model, train, task_idx, targets, st.feature_batch_size).first;  // [N, seen]
+  auto grads = model.coreset_rows(train, task_idx, st.feature_batch_size).gradients;  // [N, seen]
   report.coreset_seconds = since(t0);
   const auto t1 = Clock::now();
   std::vector<torch::Tensor> rel;
@@ -108,8 +107,7 @@ SelectionReport select_task_memory_joint(VisionTransformer& model, const Dataset
     const int64_t b = std::min(st.batch_size, N - i);
     auto ds_idx = task_idx.narrow(0, i, b);
     auto images = train.images(ds_idx);
-    const auto tgt = explanation_targets(model, images, targets.narrow(0, i, b), st.explain_predicted);
-    rel.push_back(token_selector.relevance(model, images, tgt, ds_idx).to(torch::kCPU, torch::kFloat32));
+    rel.push_back(sample_relevance(model, token_selector, train, ds_idx, images, st.target));
   }
   const auto shares = relevance_shares(torch::cat(rel));  // [N, T]
 

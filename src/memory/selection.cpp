@@ -26,19 +26,19 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 struct TaskRows {
   torch::Tensor task_idx;  // dataset indices of the task (ascending)
   torch::Tensor labels;    // dataset class ids [N]
-  torch::Tensor targets;   // head indices [N]
   std::vector<int64_t> classes;          // dataset class ids, task order
   std::vector<torch::Tensor> class_rows;  // rows (of task_idx) of each class, ascending
   torch::Tensor grads, feats;            // last-layer gradients / pre-logits features, when computed
+  bool has_payload = false;              // the dataset's samples carry payloads (stored with them)
 };
 
 TaskRows task_rows(const Dataset& train, const TaskSplit& split, int64_t task) {
   TaskRows tr;
   tr.task_idx = split.task_indices(train, task);
   tr.labels = train.labels().index_select(0, tr.task_idx);
-  tr.targets = split.map_labels(tr.labels);
   tr.classes = split.task_classes.at(static_cast<size_t>(task));
   for (int64_t c : tr.classes) tr.class_rows.push_back((tr.labels == c).nonzero().flatten());
+  tr.has_payload = train.has_payload();
   return tr;
 }
 
@@ -81,9 +81,9 @@ std::pair<torch::Tensor, torch::Tensor> run_coreset(const TaskRows& tr, const st
 }
 
 // Attribution top-k tokens of each kept row, into the buffer.
-void store_rows(VisionTransformer& model, const Dataset& train, const TaskRows& tr, const torch::Tensor& rows, const torch::Tensor& weights,
+void store_rows(MemoryModel& model, const Dataset& train, const TaskRows& tr, const torch::Tensor& rows, const torch::Tensor& weights,
                 int64_t k, TokenSelector& token_selector, const SelectionSettings& st, int64_t task, TokenBuffer& buffer) {
-  const int64_t T = model->config().num_patches();
+  const int64_t T = model.num_tokens();
   const int64_t n = rows.size(0);
   for (int64_t i = 0; i < n; i += st.batch_size) {
     const int64_t b = std::min(st.batch_size, n - i);
@@ -94,11 +94,11 @@ void store_rows(VisionTransformer& model, const Dataset& train, const TaskRows& 
     if (k == T) {
       positions = torch::arange(T, torch::kInt64).unsqueeze(0).expand({b, T}).contiguous();
     } else {
-      const auto tgt = explanation_targets(model, images, tr.targets.index_select(0, r), st.explain_predicted);
-      auto rel = token_selector.relevance(model, images, tgt, ds_idx);
+      auto rel = sample_relevance(model, token_selector, train, ds_idx, images, st.target);
       positions = top_tokens(rel, k, token_tie_keys(ds_idx, T, st.seed));  // seeded ties: constant scores keep random tokens
     }
-    buffer.add(images, tr.labels.index_select(0, r), task, positions, st.store_weights ? weights.narrow(0, i, b) : torch::Tensor());
+    buffer.add(images, tr.labels.index_select(0, r), task, positions, st.store_weights ? weights.narrow(0, i, b) : torch::Tensor(),
+               tr.has_payload ? train.payloads(ds_idx) : Payload());
   }
 }
 
@@ -116,20 +116,6 @@ std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>> holdout_split(
     rest.push_back(std::get<0>(torch::sort(rows.index_select(0, perm.narrow(0, h, n - h)))));
   }
   return {rest, held};
-}
-
-torch::Tensor full_features(VisionTransformer& model, const Dataset& train, const torch::Tensor& ds_idx, int64_t batch_size) {
-  torch::NoGradGuard no_grad;
-  const bool was_training = model->is_training();
-  model->eval();
-  std::vector<torch::Tensor> out;
-  for (int64_t i = 0; i < ds_idx.size(0); i += batch_size) {
-    const int64_t b = std::min(batch_size, ds_idx.size(0) - i);
-    auto x = model->normalize(train.images(ds_idx.narrow(0, i, b)));
-    out.push_back(model->pre_logits(model->forward_features(x)).to(torch::kCPU, torch::kFloat32));
-  }
-  model->train(was_training);
-  return torch::cat(out);
 }
 
 // Local class index (position in the task) of each row.
@@ -154,67 +140,47 @@ int64_t class_budget(double s, int64_t n) {
   return std::clamp<int64_t>(b, 1, n);
 }
 
-torch::Tensor explanation_targets(VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& labels, bool predicted) {
-  if (!predicted) return labels;
-  torch::NoGradGuard no_grad;
-  const bool was_training = model->is_training();
-  model->eval();
-  auto pred = model->forward(model->normalize(images_u8)).argmax(1).to(torch::kCPU);
-  model->train(was_training);
-  return pred;
+SelectionSettings selection_settings(const MemoryConfig& m, const MemoryFractions& fractions, uint64_t seed, int64_t feature_batch_size,
+                                     bool rescale_tokens) {
+  SelectionSettings st;
+  st.fractions = fractions;
+  st.strategy = m.strategy;
+  st.joint = fractions.joint;
+  st.holdout_fraction = m.budget_holdout;
+  st.fill = m.fill;
+  st.rescale_tokens = rescale_tokens;
+  st.target = m.target;
+  st.store_weights = m.use_weights;
+  st.batch_size = m.selection_batch_size;
+  st.feature_batch_size = feature_batch_size;
+  st.seed = seed;
+  return st;
 }
 
-std::pair<torch::Tensor, torch::Tensor> last_layer_gradients(VisionTransformer& model, const Dataset& dataset, const torch::Tensor& indices,
-                                                             const torch::Tensor& targets, int64_t batch_size) {
-  torch::NoGradGuard no_grad;
-  const bool was_training = model->is_training();
-  model->eval();
-  std::vector<torch::Tensor> grads, feats;
-  const int64_t n = indices.size(0);
-  for (int64_t i = 0; i < n; i += batch_size) {
-    const int64_t b = std::min(batch_size, n - i);
-    auto x = model->normalize(dataset.images(indices.narrow(0, i, b)));
-    auto f = model->pre_logits(model->forward_features(x));
-    auto p = torch::softmax(model->head(f), 1).to(torch::kCPU, torch::kFloat32);
-    auto onehot = torch::one_hot(targets.narrow(0, i, b).to(torch::kInt64), p.size(1)).to(torch::kFloat32);
-    grads.push_back(p - onehot);
-    feats.push_back(f.to(torch::kCPU, torch::kFloat32));
-  }
-  model->train(was_training);
-  return {torch::cat(grads), torch::cat(feats)};
+torch::Tensor sample_relevance(MemoryModel& model, TokenSelector& tokens, const Dataset& data, const torch::Tensor& ids,
+                               const torch::Tensor& images_u8, ExplainTarget target) {
+  SampleBatch batch;
+  batch.images = images_u8;
+  batch.ids = ids;
+  batch.labels = data.labels().index_select(0, ids);
+  batch.payload = data.payloads(ids);
+  auto explained = model.explained(batch, target);
+  return tokens.relevance(*explained, images_u8, ids).to(torch::kCPU, torch::kFloat32);
 }
 
-torch::Tensor replay_features(VisionTransformer& model, const TokenBuffer& buffer, FillMode fill, double rescale, int64_t batch_size) {
-  torch::NoGradGuard no_grad;
-  const bool was_training = model->is_training();
-  model->eval();
-  std::vector<torch::Tensor> out;
-  const bool drop = fill == FillMode::Drop;
-  for (int64_t i = 0; i < buffer.size(); i += batch_size) {
-    const int64_t b = std::min(batch_size, buffer.size() - i);
-    auto batch = buffer.gather(torch::arange(i, i + b, torch::kInt64), !drop, drop);
-    TokenKeep keep;
-    keep.positions = batch.positions;
-    keep.fill = fill;
-    keep.rescale = rescale;
-    torch::Tensor tokens = drop ? model->forward_features_patches(model->normalize_patches(batch.patches), batch.positions, {&keep, nullptr})
-                                : model->forward_features(model->normalize(batch.images), {&keep, nullptr});
-    out.push_back(model->pre_logits(tokens).to(torch::kCPU, torch::kFloat32));
-  }
-  model->train(was_training);
-  if (out.empty()) return torch::zeros({0, model->config().embed_dim});
-  return torch::cat(out);
-}
-
-SelectionReport select_task_memory(VisionTransformer& model, const Dataset& train, const TaskSplit& split, int64_t task,
-                                   SampleSelector& coreset, TokenSelector& token_selector, const SelectionSettings& st,
-                                   TokenBuffer& buffer) {
-  const int64_t T = model->config().num_patches();
+SelectionReport select_task_memory(MemoryModel& model, const Dataset& train, const TaskSplit& split, int64_t task, SampleSelector& coreset,
+                                   TokenSelector& token_selector, const SelectionSettings& st, TokenBuffer& buffer) {
+  const int64_t T = model.num_tokens();
   const int64_t bytes_before = buffer.bytes();
   const int64_t samples_before = buffer.size(), tokens_before = buffer.tokens();
   const int64_t C = buffer.channels(), p = buffer.patch_size();
   auto cost = [&](int64_t t) { return stored_sample_bytes(C, p, t, st.store_weights); };
 
+  if ((st.joint || st.budget_bytes > 0) && train.has_payload()) {
+    throw_input("memory.{}: the samples of {} carry a payload (e.g. text) whose bytes the byte-budget rules do not count; use "
+                "memory.retention or memory.sample_fraction / token_fraction with memory.selection: two-stage",
+                st.joint ? "selection = joint" : "budget_bytes", train.name());
+  }
   if (st.joint) {
     int64_t budget = st.budget_bytes;
     if (budget <= 0) {  // the bytes the two-stage memory at (s, k) would take
@@ -240,12 +206,12 @@ SelectionReport select_task_memory(VisionTransformer& model, const Dataset& trai
     for (int64_t s : sizes) budgets.push_back(class_budget(st.fractions.sample_fraction, s));
     k = st.fractions.token_fraction >= 1.0 ? T : static_cast<int64_t>(std::llround(st.fractions.token_fraction * double(T)));
     if (k < 1) throw_input("memory.token_fraction = {} keeps 0 of the {} tokens of an image; accepted: >= {:.4g}", st.fractions.token_fraction, T, 0.5 / double(T));
-  } else if (st.strategy == "coreset") {
+  } else if (st.strategy == MemoryStrategy::Coreset) {
     k = T;
     const int64_t n = std::min(total, st.budget_bytes / cost(T));
     if (n < nonempty) throw_input("memory.budget_bytes: task {} has {} bytes but one whole sample per class needs {} x {} bytes", task, st.budget_bytes, nonempty, cost(T));
     budgets = allocate_proportional(n, sizes, true);
-  } else if (st.strategy == "core-tokens") {
+  } else if (st.strategy == MemoryStrategy::CoreTokens) {
     budgets = sizes;
     k = std::min<int64_t>(T, (st.budget_bytes - total * cost(0)) / std::max<int64_t>(1, total * (cost(1) - cost(0))));
     if (k < 1) throw_input("memory.budget_bytes: task {} has {} bytes but one token of each of its {} samples needs {} bytes", task, st.budget_bytes, total, total * cost(1));
@@ -257,7 +223,10 @@ SelectionReport select_task_memory(VisionTransformer& model, const Dataset& trai
       if (std::min(total, st.budget_bytes / cost(t)) >= nonempty) feasible.push_back(t);
     if (feasible.empty()) throw_input("memory.budget_bytes: task {} has {} bytes but one token of one sample per class needs {} x {} bytes", task, st.budget_bytes, nonempty, cost(1));
     const bool needs_model = coreset.needs_gradients() || coreset.needs_features();
-    if (needs_model) std::tie(tr.grads, tr.feats) = last_layer_gradients(model, train, tr.task_idx, tr.targets, st.feature_batch_size);
+    if (needs_model) {
+      auto rows = model.coreset_rows(train, tr.task_idx, st.feature_batch_size);
+      tr.grads = rows.gradients, tr.feats = rows.features;
+    }
     auto [rest, held] = holdout_split(tr, st.holdout_fraction, st.seed, task);
     const auto rest_sizes = sizes_of(rest);
     int64_t rest_total = 0, held_total = 0;
@@ -266,7 +235,7 @@ SelectionReport select_task_memory(VisionTransformer& model, const Dataset& trai
     k = feasible.front();
     if (feasible.size() > 1 && held_total > 0) {
       auto held_rows = torch::cat(held);
-      auto held_feats = full_features(model, train, tr.task_idx.index_select(0, held_rows), st.feature_batch_size);
+      auto held_feats = model.sample_features(train, tr.task_idx.index_select(0, held_rows), st.feature_batch_size);
       auto held_labels = local_labels(tr.class_rows, held_rows);
       const int64_t trial_budget = static_cast<int64_t>(std::floor(double(st.budget_bytes) * double(rest_total) / double(total)));
       double best = std::numeric_limits<double>::infinity();
@@ -280,7 +249,7 @@ SelectionReport select_task_memory(VisionTransformer& model, const Dataset& trai
         TokenBuffer candidate(buffer.channels(), buffer.image_size(), buffer.patch_size());
         store_rows(model, train, tr, rows, weights, t, token_selector, st, task, candidate);
         const double rescale = st.rescale_tokens && t < T ? double(T) / double(t) : 1.0;
-        auto feats = replay_features(model, candidate, st.fill, rescale, st.feature_batch_size);
+        auto feats = model.replay_features(candidate, st.fill, rescale, st.feature_batch_size);
         trial.samples = candidate.size();
         trial.bytes = candidate.bytes();
         trial.holdout_loss = probe_holdout_loss(feats, local_labels(tr.class_rows, rows), st.store_weights ? weights : torch::Tensor(), held_feats,
@@ -299,7 +268,8 @@ SelectionReport select_task_memory(VisionTransformer& model, const Dataset& trai
   bool any_cut = false;
   for (size_t ci = 0; ci < sizes.size(); ++ci) any_cut = any_cut || budgets[ci] < sizes[ci];
   if (!tr.grads.defined() && any_cut && (coreset.needs_gradients() || coreset.needs_features())) {
-    std::tie(tr.grads, tr.feats) = last_layer_gradients(model, train, tr.task_idx, tr.targets, st.feature_batch_size);
+    auto coreset_rows = model.coreset_rows(train, tr.task_idx, st.feature_batch_size);
+    tr.grads = coreset_rows.gradients, tr.feats = coreset_rows.features;
   }
   auto [rows, weights] = run_coreset(tr, tr.class_rows, budgets, coreset, task, st.seed);
   report.per_class = budgets;

@@ -21,7 +21,7 @@ TokenBuffer::TokenBuffer(int64_t channels, int64_t image_size, int64_t patch_siz
 }
 
 void TokenBuffer::add(const torch::Tensor& images, const torch::Tensor& labels, int64_t task, const torch::Tensor& positions,
-                      const torch::Tensor& weights) {
+                      const torch::Tensor& weights, const Payload& payload) {
   TORCH_CHECK(images.dim() == 4 && images.scalar_type() == torch::kUInt8 && images.size(1) == channels_ &&
                   images.size(2) == image_size_ && images.size(3) == image_size_,
               "buffer.add: images must be uint8 [n, ", channels_, ", ", image_size_, ", ", image_size_, "], got ", images.sizes());
@@ -29,6 +29,10 @@ void TokenBuffer::add(const torch::Tensor& images, const torch::Tensor& labels, 
   TORCH_CHECK(labels.numel() == n && positions.dim() == 2 && positions.size(0) == n, "buffer.add: labels [n] and positions [n, K] needed");
   TORCH_CHECK(task >= 0 && task < 65536, "buffer.add: task id ", task, " does not fit uint16");
   TORCH_CHECK(weights.defined() == has_weights() || empty(), "buffer.add: all samples must have weights or none");
+  TORCH_CHECK(payload.empty() == !has_payload() || empty(), "buffer.add: all samples must have a payload or none");
+  payload.check("buffer.add");
+  TORCH_CHECK(payload.empty() || payload.size() == n, "buffer.add: the payload has ", payload.size(), " entries for ", n, " samples");
+  TORCH_CHECK(payload.empty() || n == 0 || payload.lengths.max().item<int64_t>() <= 65535, "buffer.add: a payload longer than 65535 values does not fit its uint16 length");
   if (n == 0) return;
   auto pos = positions.to(torch::kCPU, torch::kInt64);
   TORCH_CHECK(pos.max().item<int64_t>() < num_tokens(), "buffer.add: position out of range [0, ", num_tokens(), ")");
@@ -51,13 +55,14 @@ void TokenBuffer::add(const torch::Tensor& images, const torch::Tensor& labels, 
   labels_ = cat_defined(labels_, labels.to(torch::kCPU, torch::kInt64).flatten());
   tasks_ = cat_defined(tasks_, torch::full({n}, task, torch::kInt64));
   if (weights.defined()) weights_ = cat_defined(weights_, weights.to(torch::kCPU, torch::kFloat32).flatten());
+  if (!payload.empty()) payload_ = Payload::concat({payload_, {payload.values.to(torch::kCPU).contiguous(), payload.lengths.to(torch::kCPU).contiguous()}});
 }
 
 int64_t TokenBuffer::bytes() const {
   const int64_t n = size(), t = tokens();
   const int64_t patch_bytes = t * channels_ * patch_size_ * patch_size_;
   return patch_bytes + 2 * t /*positions U16*/ + 2 * n /*counts U16*/ + 4 * n /*labels I32*/ + 2 * n /*tasks U16*/ +
-         (has_weights() ? 4 * n : 0);
+         (has_weights() ? 4 * n : 0) + (has_payload() ? 4 * payload_.values.size(0) /*payload I32*/ + 2 * n /*payload_lengths U16*/ : 0);
 }
 
 BufferBatch TokenBuffer::gather(const torch::Tensor& indices, bool want_images, bool want_patches) const {
@@ -68,6 +73,7 @@ BufferBatch TokenBuffer::gather(const torch::Tensor& indices, bool want_images, 
   out.labels = labels_.index_select(0, idx);
   out.tasks = tasks_.index_select(0, idx);
   out.weights = has_weights() ? weights_.index_select(0, idx) : torch::ones({B}, torch::kFloat32);
+  out.payload = payload_.select(idx);
   auto counts = counts_.index_select(0, idx);
   auto offsets = offsets_.index_select(0, idx);
   const int64_t kmax = B ? counts.max().item<int64_t>() : 0;
@@ -103,6 +109,10 @@ void TokenBuffer::save(const std::filesystem::path& path) const {
   t.push_back({"labels", (labels_.defined() ? labels_ : torch::zeros({0}, torch::kInt64)).to(torch::kInt32), ""});
   t.push_back({"tasks", tasks_.defined() ? tasks_ : torch::zeros({0}, torch::kInt64), "U16"});
   if (has_weights()) t.push_back({"weights", weights_, ""});
+  if (has_payload()) {
+    t.push_back({"payload", payload_.values, ""});
+    t.push_back({"payload_lengths", payload_.lengths, "U16"});
+  }
   auto meta = metadata_;
   meta["format"] = "cts-token-buffer-v1";
   meta["patch_size"] = std::to_string(patch_size_);
@@ -178,6 +188,19 @@ TokenBuffer TokenBuffer::load(const std::filesystem::path& path) {
       if (!torch::isfinite(w).all().item<bool>() || w.min().item<float>() < 0.0f) throw_input("{}: weights must be finite and >= 0", where);
       b.weights_ = w;
     }
+  }
+  if (f.contains("payload") != f.contains("payload_lengths")) throw_input("{}: payload and payload_lengths must both be present or both absent", where);
+  if (f.contains("payload")) {
+    const auto& values = f.at("payload");
+    const auto& lengths = f.at("payload_lengths");
+    if (values.dim() != 1 || values.scalar_type() != torch::kInt32) throw_input("{}: payload must be I32 [values], found {} {}", where, shape_str(values.sizes()), c10::toString(values.scalar_type()));
+    if (lengths.dim() != 1 || lengths.size(0) != n || !at::isIntegralType(lengths.scalar_type(), false)) {
+      throw_input("{}: payload_lengths must be U16 [{}] (one per sample), found {} {}", where, n, shape_str(lengths.sizes()), c10::toString(lengths.scalar_type()));
+    }
+    const auto l64 = lengths.to(torch::kInt64);
+    if (n > 0 && l64.min().item<int64_t>() < 0) throw_input("{}: negative payload length", where);
+    if (l64.sum().item<int64_t>() != values.size(0)) throw_input("{}: payload_lengths sum to {} but payload holds {} values", where, l64.sum().item<int64_t>(), values.size(0));
+    if (n > 0) b.payload_ = {values.contiguous(), l64};
   }
   for (const auto& [k, v] : f.metadata) b.metadata_[k] = v;
   return b;

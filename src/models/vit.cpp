@@ -64,6 +64,11 @@ ViTConfig vit_preset(const std::string& name) {
   return c;
 }
 
+const std::vector<std::string>& fill_mode_names() {
+  static const std::vector<std::string> names = {"zero-embedding", "zero-pixel", "drop"};
+  return names;
+}
+
 FillMode parse_fill_mode(const std::string& name) {
   if (name == "zero-embedding") return FillMode::ZeroEmbedding;
   if (name == "zero-pixel") return FillMode::ZeroPixel;
@@ -396,20 +401,57 @@ LoadReport load_vit_weights(VisionTransformer& model, const std::filesystem::pat
   return report;
 }
 
+std::map<std::string, std::string> vit_metadata(const ViTConfig& c) {
+  return {{"cts.preset", c.preset},
+          {"cts.img_size", std::to_string(c.img_size)},
+          {"cts.patch_size", std::to_string(c.patch_size)},
+          {"cts.in_chans", std::to_string(c.in_chans)},
+          {"cts.embed_dim", std::to_string(c.embed_dim)},
+          {"cts.depth", std::to_string(c.depth)},
+          {"cts.num_heads", std::to_string(c.num_heads)},
+          {"cts.mlp_ratio", fmt::format("{}", c.mlp_ratio)},
+          {"cts.num_classes", std::to_string(c.num_classes)}};
+}
+
+ViTConfig vit_config_from_metadata(const std::map<std::string, std::string>& meta, const std::string& origin, const std::string& preset) {
+  std::string name = preset;
+  if (name.empty()) {
+    auto it = meta.find("cts.preset");
+    if (it == meta.end()) {
+      throw_input("{} has no cts.preset metadata (not written by cts): give --preset, one of {}", origin, fmt::join(vit_preset_names(), ", "));
+    }
+    name = it->second;
+  }
+  ViTConfig c = vit_preset(name);
+  auto number = [&](const char* key, auto& field) {
+    auto it = meta.find(key);
+    if (it == meta.end()) return;
+    using T = std::decay_t<decltype(field)>;
+    size_t used = 0;
+    try {
+      if constexpr (std::is_integral_v<T>) field = static_cast<T>(std::stoll(it->second, &used));
+      else field = std::stod(it->second, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != it->second.size()) throw_input("{}: metadata {} = '{}' is not a number", origin, key, it->second);
+  };
+  number("cts.img_size", c.img_size);
+  number("cts.patch_size", c.patch_size);
+  number("cts.in_chans", c.in_chans);
+  number("cts.embed_dim", c.embed_dim);
+  number("cts.depth", c.depth);
+  number("cts.num_heads", c.num_heads);
+  number("cts.mlp_ratio", c.mlp_ratio);
+  number("cts.num_classes", c.num_classes);
+  return c;
+}
+
 void save_vit_weights(const VisionTransformer& model, const std::filesystem::path& path, const std::map<std::string, std::string>& extra) {
   std::vector<SafetensorsTensor> tensors;
   for (const auto& p : model->named_parameters()) tensors.push_back({p.key(), p.value().detach().to(torch::kCPU, torch::kFloat32), ""});
-  const auto& c = model->config();
-  std::map<std::string, std::string> meta = {{"format", "pt"},
-                                             {"cts.preset", c.preset},
-                                             {"cts.img_size", std::to_string(c.img_size)},
-                                             {"cts.patch_size", std::to_string(c.patch_size)},
-                                             {"cts.in_chans", std::to_string(c.in_chans)},
-                                             {"cts.embed_dim", std::to_string(c.embed_dim)},
-                                             {"cts.depth", std::to_string(c.depth)},
-                                             {"cts.num_heads", std::to_string(c.num_heads)},
-                                             {"cts.mlp_ratio", fmt::format("{}", c.mlp_ratio)},
-                                             {"cts.num_classes", std::to_string(model->num_classes())}};
+  auto meta = vit_metadata(model->config());
+  meta["format"] = "pt";
   for (const auto& [k, v] : extra) meta[k] = v;
   save_safetensors(path, tensors, meta);
 }

@@ -2,7 +2,6 @@
 #include "cts/report/report.hpp"
 
 #include <fmt/format.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -10,6 +9,7 @@
 
 #include "cts/core/error.hpp"
 #include "cts/core/fs.hpp"
+#include "cts/core/launcher.hpp"
 #include "cts/report/sweep.hpp"
 
 #ifndef CTS_TOOLS_DIR_DEFAULT
@@ -18,12 +18,6 @@
 
 namespace cts {
 namespace {
-
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
 
 // Runs tools/plot_report.py with `args`; returns what it printed (one written file per line).
 std::string run_plot_script(const std::string& python, const std::vector<std::string>& args) {
@@ -37,20 +31,18 @@ std::string run_plot_script(const std::string& python, const std::vector<std::st
   }
   const auto script = plot_script();
   if (!fs::exists(script)) throw_input("{}: the plotting script is missing (set CTS_TOOLS_DIR to the tools/ folder of the cts sources)", script.string());
-  std::string cmd = shell_quote(py) + " " + shell_quote(script.string());
-  for (const auto& a : args) cmd += " " + shell_quote(a);
-  cmd += " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) throw_run("cts report: cannot run {}", py);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
-  const int status = pclose(pipe);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    throw_run("cts report: the plotting script failed (it needs python3 with matplotlib: apt-get install python3-matplotlib):\n{}", out);
+  std::vector<std::string> argv = {py, script.string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  ProcessOutput r;
+  try {
+    r = run_and_capture(argv);
+  } catch (const RunError& e) {
+    throw_run("cts report: {} (it needs python3 with matplotlib: apt-get install python3-matplotlib)", e.what());
   }
-  return out;
+  if (r.exit_code != 0) {
+    throw_run("cts report: the plotting script failed (it needs python3 with matplotlib: apt-get install python3-matplotlib):\n{}", r.output);
+  }
+  return r.output;
 }
 
 // The PNG paths printed by the script, as markdown image links relative to `base`.

@@ -6,6 +6,9 @@
 #include <cmath>
 #include <sstream>
 
+#include "cts/core/error.hpp"
+#include "cts/eval/evaluate.hpp"
+
 namespace cts {
 namespace {
 
@@ -51,13 +54,55 @@ std::string human_bytes(int64_t b) {
 
 }  // namespace
 
+void RunRecord::start(const std::vector<MetricSpec>& specs, int64_t tasks) {
+  if (specs.empty()) throw_run("a learner must report at least one metric");
+  metric_specs = specs;
+  num_tasks = tasks;
+  scores.clear();
+  init_scores.clear();
+  for (const auto& m : specs) scores[m.name].assign(size_t(tasks), std::vector<double>(size_t(tasks), NAN));
+}
+
+void RunRecord::set_row(int64_t task, const std::vector<TaskScores>& row) {
+  for (auto& [name, matrix] : scores) {
+    for (size_t j = 0; j < row.size() && j < matrix[size_t(task)].size(); ++j) {
+      auto it = row[j].find(name);
+      matrix[size_t(task)][j] = it == row[j].end() ? NAN : it->second;
+    }
+  }
+}
+
+const Matrix& RunRecord::matrix(const std::string& name) const {
+  auto it = scores.find(name);
+  if (it == scores.end()) {
+    std::vector<std::string> names;
+    for (const auto& m : metric_specs) names.push_back(m.name);
+    throw_input("metric '{}' is not recorded by this run; it has: {}", name, fmt::join(names, ", "));
+  }
+  return it->second;
+}
+
+const MetricSpec& RunRecord::primary() const {
+  if (metric_specs.empty()) throw_run("the run record has no metrics");
+  return metric_specs.front();
+}
+
 nlohmann::json RunRecord::to_json() const {
   nlohmann::json j;
   j["num_tasks"] = num_tasks;
   j["tasks_done"] = tasks_done;
-  j["accuracy"] = matrix_json(accuracy);
-  j["task_il_accuracy"] = matrix_json(task_il_accuracy);
-  j["init_task_il"] = init_task_il;
+  auto specs = nlohmann::json::array();
+  for (const auto& m : metric_specs)
+    specs.push_back({{"name", m.name}, {"title", m.title}, {"summary_key", m.summary_key}, {"fwt_from", m.fwt_from}, {"percent", m.percent}});
+  j["metric_specs"] = specs;
+  j["scores"] = nlohmann::json::object();
+  for (const auto& [name, m] : scores) j["scores"][name] = matrix_json(m);
+  j["init_scores"] = nlohmann::json::object();
+  for (const auto& [name, v] : init_scores) {
+    auto arr = nlohmann::json::array();
+    for (double x : v) arr.push_back(number_or_null(x));
+    j["init_scores"][name] = arr;
+  }
   j["memory"] = {{"bytes", memory.bytes}, {"tokens", memory.tokens}, {"samples", memory.samples}, {"dataset_bytes", memory.dataset_bytes},
                  {"dataset_tokens", memory.dataset_tokens}, {"dataset_samples", memory.dataset_samples}};
   auto t = nlohmann::json::array();
@@ -75,9 +120,24 @@ RunRecord RunRecord::from_json(const nlohmann::json& j) {
   RunRecord r;
   r.num_tasks = j.at("num_tasks").get<int64_t>();
   r.tasks_done = j.at("tasks_done").get<int64_t>();
-  r.accuracy = matrix_from_json(j.at("accuracy"));
-  r.task_il_accuracy = matrix_from_json(j.at("task_il_accuracy"));
-  for (const auto& v : j.at("init_task_il")) r.init_task_il.push_back(v.is_null() ? NAN : v.get<double>());
+  auto vector_from_json = [](const nlohmann::json& a) {
+    std::vector<double> v;
+    for (const auto& x : a) v.push_back(x.is_null() ? NAN : x.get<double>());
+    return v;
+  };
+  if (j.contains("scores")) {
+    for (const auto& m : j.at("metric_specs")) {
+      r.metric_specs.push_back({m.at("name").get<std::string>(), m.at("title").get<std::string>(), m.at("summary_key").get<std::string>(),
+                                m.at("fwt_from").get<std::string>(), m.at("percent").get<bool>()});
+    }
+    for (const auto& [name, m] : j.at("scores").items()) r.scores[name] = matrix_from_json(m);
+    for (const auto& [name, v] : j.at("init_scores").items()) r.init_scores[name] = vector_from_json(v);
+  } else {  // before named metrics: a classifier's two matrices
+    r.metric_specs = classification_metrics();
+    r.scores["accuracy"] = matrix_from_json(j.at("accuracy"));
+    r.scores["task_il_accuracy"] = matrix_from_json(j.at("task_il_accuracy"));
+    r.init_scores["task_il_accuracy"] = vector_from_json(j.at("init_task_il"));
+  }
   const auto& m = j.at("memory");
   r.memory.bytes = m.at("bytes");
   r.memory.tokens = m.at("tokens");
@@ -100,38 +160,43 @@ RunRecord RunRecord::from_json(const nlohmann::json& j) {
   return r;
 }
 
-ContinualMetrics RunRecord::metrics() const {
+ContinualMetrics RunRecord::metrics() const { return metrics(primary()); }
+
+ContinualMetrics RunRecord::metrics(const MetricSpec& spec) const {
   const size_t n = static_cast<size_t>(tasks_done);
   if (n == 0) return {};
-  std::vector<double> b(init_task_il.begin(), init_task_il.begin() + static_cast<std::ptrdiff_t>(std::min(n, init_task_il.size())));
-  // FWT uses R_task_il[j-1][j] for j < n; build an n x n block of the task-IL matrix.
-  return compute_metrics(leading_block(accuracy, n), leading_block(task_il_accuracy, n), b);
+  if (spec.fwt_from.empty()) return compute_metrics(leading_block(matrix(spec.name), n));
+  // FWT uses R_fwt[j-1][j] for j < n and the initial scores b_j of the same metric.
+  std::vector<double> b;
+  if (auto it = init_scores.find(spec.fwt_from); it != init_scores.end())
+    b.assign(it->second.begin(), it->second.begin() + static_cast<std::ptrdiff_t>(std::min(n, it->second.size())));
+  return compute_metrics(leading_block(matrix(spec.name), n), leading_block(matrix(spec.fwt_from), n), b);
 }
 
 nlohmann::json metrics_json(const RunRecord& r, const MemoryFractions& fr) {
   const auto m = r.metrics();
   nlohmann::json j;
-  j["accuracy_matrix"] = matrix_json(r.accuracy);
-  j["task_il_accuracy_matrix"] = matrix_json(r.task_il_accuracy);
+  for (const auto& spec : r.metric_specs) j[spec.name + "_matrix"] = matrix_json(r.matrix(spec.name));
   j["average_accuracy"] = m.average_accuracy;
   j["final_average_accuracy"] = r.tasks_done ? nlohmann::json(m.final_average_accuracy) : nlohmann::json(nullptr);
   j["average_incremental_accuracy"] = r.tasks_done ? nlohmann::json(m.average_incremental_accuracy) : nlohmann::json(nullptr);
   j["forgetting"] = optional_json(m.forgetting);
   j["bwt"] = optional_json(m.bwt);
   j["fwt"] = optional_json(m.fwt);
-  // Task-IL summaries too, from the same formulas.
-  Matrix til;
-  for (int64_t i = 0; i < r.tasks_done; ++i) til.push_back(r.task_il_accuracy[static_cast<size_t>(i)]);
-  if (r.tasks_done) {
-    Matrix block;
-    for (int64_t i = 0; i < r.tasks_done; ++i)
-      block.emplace_back(til[static_cast<size_t>(i)].begin(), til[static_cast<size_t>(i)].begin() + r.tasks_done);
-    const auto mt = compute_metrics(block);
-    j["task_il"] = {{"average_accuracy", mt.average_accuracy}, {"final_average_accuracy", mt.final_average_accuracy},
-                    {"forgetting", optional_json(mt.forgetting)}, {"bwt", optional_json(mt.bwt)}};
+  // The other metrics' summaries, from the same formulas.
+  for (const auto& spec : r.metric_specs) {
+    if (spec.summary_key.empty() || !r.tasks_done) continue;
+    MetricSpec plain = spec;
+    plain.fwt_from.clear();
+    const auto mt = r.metrics(plain);
+    j[spec.summary_key] = {{"average_accuracy", mt.average_accuracy}, {"final_average_accuracy", mt.final_average_accuracy},
+                           {"forgetting", optional_json(mt.forgetting)}, {"bwt", optional_json(mt.bwt)}};
   }
-  j["init_task_il_accuracy"] = nlohmann::json::array();
-  for (double v : r.init_task_il) j["init_task_il_accuracy"].push_back(number_or_null(v));
+  for (const auto& [name, v] : r.init_scores) {
+    auto arr = nlohmann::json::array();
+    for (double x : v) arr.push_back(number_or_null(x));
+    j["init_" + name] = arr;
+  }
   j["tasks_done"] = r.tasks_done;
   j["num_tasks"] = r.num_tasks;
   j["memory"] = {{"bytes", r.memory.bytes},
@@ -168,42 +233,70 @@ nlohmann::json metrics_json(const RunRecord& r, const MemoryFractions& fr) {
 
 std::string summary_markdown(const RunRecord& r, const Config& c, const MemoryFractions& fr) {
   const auto m = r.metrics();
+  const MetricSpec& primary = r.primary();
+  // A value in a table cell (percent metrics x 100), and with its unit.
+  auto cell = [](const MetricSpec& spec, double v) { return spec.percent ? pct(v) : (std::isfinite(v) ? fmt::format("{:.4f}", v) : "–"); };
+  auto value = [&](const MetricSpec& spec, double v) { return cell(spec, v) + (spec.percent && std::isfinite(v) ? " %" : ""); };
   std::ostringstream o;
   o << "# " << c.name << "\n\n";
-  o << fmt::format("{} on {} ({} tasks{}), model {}, strategy **{}**", c.name, c.data.name, r.num_tasks,
-                   r.tasks_done < r.num_tasks ? fmt::format(", {} done", r.tasks_done) : "", c.model.preset, c.memory.strategy);
-  if (fr.uses_memory && c.memory.strategy != "cumulative") {
+  o << fmt::format("{} on {} ({} tasks{}), model {} ({}), strategy **{}**", c.name, c.data.name, r.num_tasks,
+                   r.tasks_done < r.num_tasks ? fmt::format(", {} done", r.tasks_done) : "", c.model.preset, c.model.learner,
+                   name_of(c.memory.strategy));
+  if (fr.uses_memory && c.memory.strategy != MemoryStrategy::Cumulative) {
     const std::string size = fr.budget_bytes ? fmt::format("byte budget {}", human_bytes(*fr.budget_bytes))
                                              : fmt::format("s = {:.4g}, k = {:.4g}", fr.sample_fraction, fr.token_fraction);
     if (fr.joint) {
-      o << fmt::format(" (joint selection, tokens {}, {}, fill {})", c.memory.tokens, size, c.memory.fill);
+      o << fmt::format(" (joint selection, tokens {}, {}, fill {})", c.memory.tokens, size, fill_mode_name(c.memory.fill));
     } else {
-      o << fmt::format(" (coreset {}, tokens {}, {}, fill {})", c.memory.coreset, c.memory.tokens, size, c.memory.fill);
+      o << fmt::format(" (coreset {}, tokens {}, {}, fill {})", c.memory.coreset, c.memory.tokens, size, fill_mode_name(c.memory.fill));
     }
   }
   o << ", seed " << c.seed << ".\n\n";
   o << "| metric | value |\n|---|---|\n";
-  o << "| final average accuracy (class-IL) | " << (r.tasks_done ? pct(m.final_average_accuracy) : "–") << " % |\n";
-  o << "| average incremental accuracy | " << (r.tasks_done ? pct(m.average_incremental_accuracy) : "–") << " % |\n";
-  o << "| forgetting | " << (m.forgetting ? fmt::format("{:.2f}", 100.0 * *m.forgetting) : "–") << " |\n";
-  o << "| BWT | " << pct_opt(m.bwt) << " |\n";
-  o << "| FWT (task-IL) | " << pct_opt(m.fwt) << " |\n";
+  o << "| final average " << primary.title << " | " << (r.tasks_done ? value(primary, m.final_average_accuracy) : "–") << " |\n";
+  for (const auto& spec : r.metric_specs) {
+    if (&spec == &primary || !r.tasks_done) continue;
+    MetricSpec plain = spec;
+    plain.fwt_from.clear();
+    o << "| final average " << spec.title << " | " << value(spec, r.metrics(plain).final_average_accuracy) << " |\n";
+  }
+  o << "| average incremental " << primary.title << " | " << (r.tasks_done ? value(primary, m.average_incremental_accuracy) : "–") << " |\n";
+  o << "| forgetting | " << (m.forgetting ? fmt::format("{:.2f}", (primary.percent ? 100.0 : 1.0) * *m.forgetting) : "–") << " |\n";
+  o << "| BWT | " << (primary.percent ? pct_opt(m.bwt) : (m.bwt ? fmt::format("{:+.4f}", *m.bwt) : "–")) << " |\n";
+  if (!primary.fwt_from.empty()) {
+    const MetricSpec* from = nullptr;
+    for (const auto& spec : r.metric_specs)
+      if (spec.name == primary.fwt_from) from = &spec;
+    o << "| FWT (" << (from ? from->title : primary.fwt_from) << ") | " << pct_opt(m.fwt) << " |\n";
+  }
   o << fmt::format("| memory | {} samples, {} tokens, {} ({:.3f} % of the tokens, {:.3f} % of the bytes of {} training samples) |\n",
                    r.memory.samples, r.memory.tokens, human_bytes(r.memory.bytes), 100.0 * r.memory.fraction(),
                    100.0 * r.memory.bytes_fraction(), r.memory.dataset_samples);
   o << fmt::format("| wall time | {:.1f} s on {} |\n\n", r.total_seconds, r.device);
-  o << "Accuracy matrix (class-IL, %): row i = after training task i, column j = test set of task j.\n\n";
-  o << "| after \\ on |";
-  for (int64_t j = 0; j < r.num_tasks; ++j) o << " task " << j << " |";
-  o << " average |\n|---|";
-  for (int64_t j = 0; j <= r.num_tasks; ++j) o << "---|";
-  o << "\n";
-  for (int64_t i = 0; i < r.tasks_done; ++i) {
-    o << "| task " << i << " |";
-    for (int64_t j = 0; j < r.num_tasks; ++j) o << " " << pct(r.accuracy[size_t(i)][size_t(j)]) << " |";
-    o << " " << pct(m.average_accuracy[size_t(i)]) << " |\n";
+  for (const auto& spec : r.metric_specs) {
+    const auto& R = r.matrix(spec.name);
+    MetricSpec plain = spec;
+    plain.fwt_from.clear();
+    const auto ms = r.metrics(plain);
+    std::string title = spec.title;
+    if (!title.empty()) title[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(title[0])));
+    o << title << (spec.percent ? " (%)" : "") << ": row i = after training task i, column j = test set of task j.\n\n";
+    o << "| after \\ on |";
+    for (int64_t j = 0; j < r.num_tasks; ++j) o << " task " << j << " |";
+    o << " average |\n|---|";
+    for (int64_t j = 0; j <= r.num_tasks; ++j) o << "---|";
+    o << "\n";
+    for (int64_t i = 0; i < r.tasks_done; ++i) {
+      o << "| task " << i << " |";
+      for (int64_t j = 0; j < r.num_tasks; ++j) {
+        const double v = R[size_t(i)][size_t(j)];
+        o << " " << cell(spec, v) << " |";
+      }
+      o << " " << cell(spec, ms.average_accuracy[size_t(i)]) << " |\n";
+    }
+    o << "\n";
   }
-  o << "\nTasks (classes in arrival order):\n\n";
+  o << "Tasks (classes in arrival order):\n\n";
   for (size_t t = 0; t < r.task_classes.size(); ++t) o << "- task " << t << ": " << fmt::format("{}", fmt::join(r.task_classes[t], ", ")) << "\n";
   o << "\nTiming per task (seconds): ";
   for (size_t t = 0; t < r.timing.size(); ++t) {

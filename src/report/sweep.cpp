@@ -2,26 +2,23 @@
 #include "cts/report/sweep.hpp"
 
 #include <fmt/format.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cmath>
 #include <csignal>
 #include <cstring>
-#include <fcntl.h>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 
-#include "cts/core/config.hpp"
+#include "cts/config/config.hpp"
 #include "cts/core/error.hpp"
 #include "cts/core/fs.hpp"
-#include "cts/report/console.hpp"
+#include "cts/core/launcher.hpp"
+#include "cts/core/console.hpp"
 
-extern char** environ;
 
 namespace cts {
 namespace {
@@ -231,17 +228,7 @@ std::vector<SweepRun> run_sweep(const SweepOptions& o, const std::atomic<bool>* 
     }
     args.insert(args.end(), {"--progress", "lines"});
     const auto log = r.dir.parent_path() / (seed_dir(r.seed) + ".log");
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid = 0;
-    const int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) throw_run("cts sweep: cannot start {}: {}", o.executable.string(), std::strerror(rc));
+    const pid_t pid = start_process(args, log);
     running[pid] = i;
     con.info("sweep: started {} / {} ({}) -> {}", r.cell.name, seed_dir(r.seed), resume ? "resumed" : "new", log.string());
   };
@@ -264,21 +251,17 @@ std::vector<SweepRun> run_sweep(const SweepOptions& o, const std::atomic<bool>* 
       ++next;
     }
     if (running.empty()) break;
-    int status = 0;
-    const pid_t pid = waitpid(-1, &status, 0);
-    if (pid < 0) {
-      if (errno == EINTR) {
-        for (const auto& [p, i] : running) kill(p, SIGINT);  // the runs checkpoint and stop
-        continue;
-      }
-      throw_run("cts sweep: waitpid failed: {}", std::strerror(errno));
+    const ChildExit child = wait_for_child();
+    if (child.interrupted) {
+      for (const auto& [p, i] : running) kill(p, SIGINT);  // the runs checkpoint and stop
+      continue;
     }
-    auto it = running.find(pid);
+    auto it = running.find(child.pid);
     if (it == running.end()) continue;
     auto& r = runs[it->second];
     running.erase(it);
     ++finished;
-    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && run_finished(r.dir);
+    const bool ok = child.success && run_finished(r.dir);
     r.status = ok ? "done" : "failed";
     con.info("sweep: {} / {} {} ({} of {} finished)", r.cell.name, seed_dir(r.seed), ok ? "done" : "FAILED (see its .log)", finished, runs.size());
   }

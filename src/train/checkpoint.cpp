@@ -44,7 +44,7 @@ void save_checkpoint(const std::filesystem::path& run_dir, const CheckpointData&
                                {"epoch", data.epoch},
                                {"step", data.step},
                                {"task_complete", data.task_complete},
-                               {"head_classes", data.head_classes},
+                               {"learner", data.learner},
                                {"log_bytes", data.log_bytes},
                                {"progress", data.progress}};
     write_file_atomic(manifest_path(run_dir), manifest.dump(1));
@@ -87,7 +87,8 @@ CheckpointData load_checkpoint(const std::filesystem::path& run_dir) {
     d.epoch = m.at("epoch");
     d.step = m.at("step");
     d.task_complete = m.at("task_complete");
-    d.head_classes = m.at("head_classes");
+    // Checkpoints written before the learner interface name only the ViT head's size.
+    d.learner = m.contains("learner") ? m.at("learner") : nlohmann::json{{"head_classes", m.at("head_classes")}};
     d.progress = m.at("progress");
     d.log_bytes = m.value("log_bytes", int64_t{-1});
     auto state = load_safetensors(run_dir / "checkpoint" / m.at("state").get<std::string>());

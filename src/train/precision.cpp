@@ -2,6 +2,7 @@
 #include "cts/train/precision.hpp"
 
 #include <ATen/autocast_mode.h>
+#include <torch/cuda.h>
 #include <torch/version.h>
 
 #include "cts/core/error.hpp"
@@ -13,6 +14,16 @@
 #endif
 
 namespace cts {
+
+torch::Device choose_device(const std::string& wanted) {
+  if (wanted == "cuda") {
+    if (!torch::cuda::is_available()) throw_input("device = cuda but this libtorch build sees no CUDA device; use device: cpu or auto");
+    return torch::Device(torch::kCUDA);
+  }
+  if (wanted == "cpu") return torch::Device(torch::kCPU);
+  if (wanted != "auto") throw_input("device = '{}'; accepted: auto, cpu, cuda", wanted);
+  return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+}
 
 bool use_bf16_autocast(const std::string& precision, const torch::Device& device) {
   if (precision == "auto") return device.is_cuda();

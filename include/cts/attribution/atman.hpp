@@ -20,8 +20,9 @@ class AtmanTokenSelector : public TokenSelector {
  public:
   explicit AtmanTokenSelector(const TokenSelectorOptions& options);
   std::string name() const override { return "atman"; }
-  torch::Tensor relevance(VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& targets,
-                          const torch::Tensor& sample_ids) override;
+
+ protected:
+  torch::Tensor score_tokens(ExplainedModel& model, const torch::Tensor& images_u8, const torch::Tensor& sample_ids) override;
 
  private:
   double factor_, kappa_;

@@ -9,8 +9,9 @@ namespace cts {
 class CheferGenericTokenSelector : public TokenSelector {
  public:
   std::string name() const override { return "chefer-generic"; }
-  torch::Tensor relevance(VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& targets,
-                          const torch::Tensor& sample_ids) override;
+
+ protected:
+  torch::Tensor score_tokens(ExplainedModel& model, const torch::Tensor& images_u8, const torch::Tensor& sample_ids) override;
 };
 
 }  // namespace cts

@@ -13,8 +13,9 @@ namespace cts {
 class GradLrpTokenSelector : public TokenSelector {
  public:
   std::string name() const override { return "gradlrp"; }
-  torch::Tensor relevance(VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& targets,
-                          const torch::Tensor& sample_ids) override;
+
+ protected:
+  torch::Tensor score_tokens(ExplainedModel& model, const torch::Tensor& images_u8, const torch::Tensor& sample_ids) override;
 };
 
 // The gradlrp rollout of an LRP result -> [B, N, N].

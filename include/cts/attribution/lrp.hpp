@@ -1,6 +1,7 @@
 // Layer-wise relevance propagation through the ViT (Chefer, Gur & Wolf 2021b, "Transformer
-// interpretability beyond attention visualization"). The relevance of the target logit,
-// R = onehot(c), is propagated down through every layer with these rules (x: the layer's
+// interpretability beyond attention visualization"). The relevance of the explained score
+// (a classifier's target logit: R = onehot(c) through the head, see explained_model.hpp) is
+// propagated down through every layer with these rules (x: the layer's
 // input, w: its weight, S = R / Z with 0/0 := 0, all sums per output unit):
 //   Linear, alpha-beta (alpha = 1, beta = 0 by default; bias ignored):
 //     Z⁺ = x⁺w⁺ + x⁻w⁻,  R_x = alpha·(x⁺ (S⁺w⁺) + x⁻ (S⁺w⁻)) − beta·(x⁺ (S⁻w⁻) + x⁻ (S⁻w⁺))
@@ -15,13 +16,14 @@
 //     Z = (x − l) w⁺ + (x − h) w⁻,  R_x = (x − l) ⊙ (S w⁺) + (x − h) ⊙ (S w⁻)
 // Every rule conserves Σ R per sample (except where Z = 0); `trace` records the totals after
 // each layer so this can be checked layer by layer. R_{A_b} (the relevance of block b's
-// attention map, after the halving) and ∇A_b (the target logit's gradient) feed gradlrp.
+// attention map, after the halving) and ∇A_b (the explained score's gradient) feed gradlrp.
 #pragma once
 #include <torch/torch.h>
 
 #include <string>
 #include <vector>
 
+#include "cts/attribution/explained_model.hpp"
 #include "cts/models/vit.hpp"
 
 namespace cts {
@@ -39,16 +41,19 @@ struct LrpStage {
 };
 
 struct LrpResult {
-  torch::Tensor logits;                         // [B, classes]
+  torch::Tensor score;                          // [B] the explained score (a classifier: the target logit)
   std::vector<torch::Tensor> attn;              // per block A_b [B, Hd, N, N]
-  std::vector<torch::Tensor> attn_grad;         // per block ∇A_b of the target logit
+  std::vector<torch::Tensor> attn_grad;         // per block ∇A_b of the explained score
   std::vector<torch::Tensor> attn_relevance;    // per block R_{A_b}
   torch::Tensor token_relevance;                // [B, N, D] relevance of block 0's input
   torch::Tensor pixel_relevance;                // [B, C, H, W] (input_relevance only)
   std::vector<LrpStage> trace;
 };
 
-// x: normalised images [B, C, H, W] on the model's device; targets [B] head indices.
+// x: normalised images [B, C, H, W] on the encoder's device. The trace starts at "output",
+// the relevance the explained model hands to the final-norm tokens.
+LrpResult lrp_propagate(ExplainedModel& model, const torch::Tensor& x, const LrpOptions& options = {});
+// A ViT classifier explained for targets [B] (head indices).
 LrpResult lrp_propagate(VisionTransformer& model, const torch::Tensor& x, const torch::Tensor& targets, const LrpOptions& options = {});
 
 // The rules, exposed for tests. Shapes: x [..., in], w [out, in], r [..., out] -> [..., in].

@@ -10,8 +10,10 @@ class RandomTokenSelector : public TokenSelector {
  public:
   explicit RandomTokenSelector(uint64_t seed) : seed_(seed) {}
   std::string name() const override { return "random"; }
-  torch::Tensor relevance(VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& targets,
-                          const torch::Tensor& sample_ids) override;
+  bool needs_encoder() const override { return false; }
+
+ protected:
+  torch::Tensor score_tokens(ExplainedModel& model, const torch::Tensor& images_u8, const torch::Tensor& sample_ids) override;
 
  private:
   uint64_t seed_;

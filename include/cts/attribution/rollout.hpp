@@ -9,8 +9,9 @@ namespace cts {
 class RolloutTokenSelector : public TokenSelector {
  public:
   std::string name() const override { return "rollout"; }
-  torch::Tensor relevance(VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& targets,
-                          const torch::Tensor& sample_ids) override;
+
+ protected:
+  torch::Tensor score_tokens(ExplainedModel& model, const torch::Tensor& images_u8, const torch::Tensor& sample_ids) override;
 };
 
 // The rollout of recorded maps (per block [B, Hd, N, N]) -> [B, N, N].

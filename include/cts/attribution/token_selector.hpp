@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "cts/attribution/explained_model.hpp"
 #include "cts/models/vit.hpp"
 
 namespace cts {
@@ -25,10 +26,20 @@ class TokenSelector {
  public:
   virtual ~TokenSelector() = default;
   virtual std::string name() const = 0;
-  // Relevance of every patch token: images uint8 [B, C, H, W], targets [B] (head indices of
-  // the class to explain), sample_ids [B] (stable ids, for seeded methods). Returns float [B, T] on CPU.
-  virtual torch::Tensor relevance(VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& targets,
-                                  const torch::Tensor& sample_ids) = 0;
+  // Whether the method reads the model's transformer encoder (attention maps, LRP); only
+  // `random` does not.
+  virtual bool needs_encoder() const { return true; }
+  // Relevance of every patch token of images uint8 [B, C, H, W] for what `model` explains;
+  // sample_ids [B] are stable ids (for seeded methods). Returns float [B, T] on CPU.
+  torch::Tensor relevance(ExplainedModel& model, const torch::Tensor& images_u8, const torch::Tensor& sample_ids) {
+    return score_tokens(model, images_u8, sample_ids);
+  }
+  // The same for a ViT classifier explained for targets [B] (head indices of the class).
+  torch::Tensor relevance(VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& targets,
+                          const torch::Tensor& sample_ids);
+
+ protected:
+  virtual torch::Tensor score_tokens(ExplainedModel& model, const torch::Tensor& images_u8, const torch::Tensor& sample_ids) = 0;
 };
 
 // Positions of the k most relevant tokens of each sample, int64 [B, k], ascending.

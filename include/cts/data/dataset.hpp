@@ -18,6 +18,25 @@ struct ImageShape {
   bool operator==(const ImageShape& o) const { return channels == o.channels && height == o.height && width == o.width; }
 };
 
+// Per-sample integer data beyond the label, of any length per sample (e.g. the token ids of a
+// VQA question and answer). Flat layout: values int32 [L] sample after sample, lengths int64
+// [B] with L = Σ lengths. A default-constructed payload is empty (the dataset has none).
+struct Payload {
+  torch::Tensor values;   // int32 [L]
+  torch::Tensor lengths;  // int64 [B]
+
+  bool empty() const { return !lengths.defined(); }
+  int64_t size() const { return lengths.defined() ? lengths.size(0) : 0; }
+  // The samples at int64 indices [K], in that order.
+  Payload select(const torch::Tensor& indices) const;
+  // Sample i's values, int32 [lengths[i]].
+  torch::Tensor sample(int64_t i) const;
+  // The parts one after the other (empty parts are skipped; all empty gives an empty payload).
+  static Payload concat(const std::vector<Payload>& parts);
+  // Checks the layout (dtypes, dims, Σ lengths = L, lengths >= 0); TORCH_CHECK names `what`.
+  void check(const std::string& what) const;
+};
+
 class Dataset {
  public:
   virtual ~Dataset() = default;
@@ -31,13 +50,17 @@ class Dataset {
   virtual torch::Tensor images(const torch::Tensor& indices) const = 0;
   // Human-readable class names (defaults to "0", "1", ...).
   virtual std::vector<std::string> class_names() const;
+  // Whether samples carry a payload, and the payloads of int64 indices [B] (empty for
+  // datasets without one, the default).
+  virtual bool has_payload() const { return false; }
+  virtual Payload payloads(const torch::Tensor& indices) const { return {}; }
 };
 
 // A dataset held in memory as one uint8 tensor.
 class TensorDataset : public Dataset {
  public:
   TensorDataset(std::string name, torch::Tensor images, torch::Tensor labels, int64_t num_classes,
-                std::vector<std::string> class_names = {});
+                std::vector<std::string> class_names = {}, Payload payload = {});
   std::string name() const override { return name_; }
   int64_t size() const override { return images_.size(0); }
   ImageShape shape() const override;
@@ -45,6 +68,8 @@ class TensorDataset : public Dataset {
   const torch::Tensor& labels() const override { return labels_; }
   torch::Tensor images(const torch::Tensor& indices) const override;
   std::vector<std::string> class_names() const override;
+  bool has_payload() const override { return !payload_.empty(); }
+  Payload payloads(const torch::Tensor& indices) const override;
   const torch::Tensor& all_images() const { return images_; }
 
  private:
@@ -53,6 +78,7 @@ class TensorDataset : public Dataset {
   torch::Tensor labels_;  // int64 [N]
   int64_t num_classes_;
   std::vector<std::string> class_names_;
+  Payload payload_;  // empty, or one entry per sample
 };
 
 // A view of another dataset restricted to some of its samples (e.g. N per class).
@@ -66,6 +92,10 @@ class SubsetDataset : public Dataset {
   const torch::Tensor& labels() const override { return labels_; }
   torch::Tensor images(const torch::Tensor& indices) const override;
   std::vector<std::string> class_names() const override { return base_->class_names(); }
+  bool has_payload() const override { return base_->has_payload(); }
+  Payload payloads(const torch::Tensor& indices) const override {
+    return base_->payloads(indices_.index_select(0, indices.to(torch::kInt64)));
+  }
 
  private:
   std::shared_ptr<const Dataset> base_;

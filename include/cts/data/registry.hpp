@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "cts/core/config.hpp"
+#include "cts/data/data_config.hpp"
 #include "cts/data/dataset.hpp"
 
 namespace cts {

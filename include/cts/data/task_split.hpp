@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "cts/core/config.hpp"
+#include "cts/data/data_config.hpp"
 #include "cts/data/dataset.hpp"
 
 namespace cts {

@@ -5,10 +5,12 @@
 #pragma once
 #include <torch/types.h>
 
+#include <functional>
 #include <vector>
 
 #include "cts/data/dataset.hpp"
 #include "cts/data/task_split.hpp"
+#include "cts/eval/metrics.hpp"
 #include "cts/models/vit.hpp"
 
 namespace cts {
@@ -22,8 +24,22 @@ struct TaskAccuracy {
   int64_t samples = 0;
 };
 
-// Accuracies on every task's test set. `trained_tasks`: how many tasks the model has seen
-// (0 = random init). `head_init_rows` [total classes, D] supplies rows of unseen classes.
+// The metrics of class-incremental classifiers: accuracy (class-IL, primary; FWT from task-IL)
+// and task_il_accuracy (summary under "task_il").
+std::vector<MetricSpec> classification_metrics();
+// Their per-task scores from evaluate_tasks (keys accuracy, task_il_accuracy).
+std::vector<TaskScores> classification_scores(const std::vector<TaskAccuracy>& accuracies);
+
+// Features [B, D] (float) of uint8 images [B, C, H, W], full inputs, in eval mode.
+using FeatureFn = std::function<torch::Tensor(const torch::Tensor& images_u8)>;
+
+// Accuracies on every task's test set of a class-incremental linear head (weight [seen, D],
+// bias [seen]) on `features`. `trained_tasks`: how many tasks the model has seen (0 = random
+// init). `head_init_rows` [total classes, D] supplies rows of unseen classes.
+std::vector<TaskAccuracy> evaluate_tasks(const FeatureFn& features, const torch::Tensor& head_weight, const torch::Tensor& head_bias,
+                                         const Dataset& test, const TaskSplit& split, int64_t trained_tasks, const torch::Tensor& head_init_rows,
+                                         int64_t batch_size);
+// The same for a ViT (pre-logits features, its head).
 std::vector<TaskAccuracy> evaluate_tasks(VisionTransformer& model, const Dataset& test, const TaskSplit& split, int64_t trained_tasks,
                                          const torch::Tensor& head_init_rows, int64_t batch_size);
 

@@ -13,7 +13,25 @@
 #include <cstdint>
 #include <vector>
 
+#include "cts/memory/memory_config.hpp"
+
 namespace cts {
+
+// The data a byte budget is planned over.
+struct BudgetData {
+  std::vector<int64_t> task_samples;  // training samples of each task
+  std::vector<int64_t> task_classes;  // classes of each task
+  int64_t channels = 1, patch_size = 1, num_tokens = 1;
+  bool weights = false;  // memory.use_weights (4 more bytes per sample)
+};
+
+// memory.budget_bytes at the start of a run: checks that every task's share can hold its
+// minimal memory (coreset: one whole sample per class; core-tokens: one token of every
+// sample; core-tokenset: one token of one sample per class) and returns `fractions` with the
+// starting split: coreset k = 1; core-tokens k = what task 0's share affords per sample;
+// core-tokenset k = sqrt of the implied retention (budget / bytes of every sample stored
+// whole). InputError names the smallest budget that works.
+MemoryFractions plan_byte_budget(const MemoryFractions& fractions, MemoryStrategy strategy, const BudgetData& data);
 
 // Buffer bytes of one stored sample that keeps `tokens` patch tokens.
 int64_t stored_sample_bytes(int64_t channels, int64_t patch_size, int64_t tokens, bool weights);

@@ -27,7 +27,7 @@ torch::Tensor joint_sample_weights(const torch::Tensor& class_gradients);
 // for an all-zero row).
 torch::Tensor relevance_shares(const torch::Tensor& relevance);
 
-SelectionReport select_task_memory_joint(VisionTransformer& model, const Dataset& train, const TaskSplit& split, int64_t task,
+SelectionReport select_task_memory_joint(MemoryModel& model, const Dataset& train, const TaskSplit& split, int64_t task,
                                          TokenSelector& tokens, const SelectionSettings& settings, int64_t budget_bytes,
                                          TokenBuffer& buffer);
 

@@ -17,28 +17,32 @@
 
 #include "cts/attribution/token_selector.hpp"
 #include "cts/coreset/sample_selector.hpp"
-#include "cts/core/config.hpp"
 #include "cts/data/dataset.hpp"
 #include "cts/data/task_split.hpp"
+#include "cts/memory/memory_config.hpp"
+#include "cts/memory/memory_model.hpp"
 #include "cts/memory/token_buffer.hpp"
-#include "cts/models/vit.hpp"
 
 namespace cts {
 
 struct SelectionSettings {
   MemoryFractions fractions;
-  std::string strategy = "core-tokenset";  // coreset | core-tokens | core-tokenset (byte-budget rules)
+  MemoryStrategy strategy = MemoryStrategy::CoreTokenset;  // coreset | core-tokens | core-tokenset (byte-budget rules)
   int64_t budget_bytes = 0;         // > 0: this task's byte share (budget mode); joint derives one from the fractions when 0
   bool joint = false;               // memory.selection = joint
-  double holdout_fraction = 0.1;    // memory.budget_holdout
+  double holdout_fraction = MemoryConfig{}.budget_holdout;
   FillMode fill = FillMode::ZeroEmbedding;  // how the split search replays candidate memories
   bool rescale_tokens = false;      // train.token_drop_rescale (replay scales kept embeddings by 1/k)
-  bool explain_predicted = false;   // memory.target = predicted
+  ExplainTarget target = ExplainTarget::Label;  // memory.target
   bool store_weights = false;       // memory.use_weights
-  int64_t batch_size = 64;          // attribution batch
+  int64_t batch_size = MemoryConfig{}.selection_batch_size;  // attribution batch
   int64_t feature_batch_size = 512;
   uint64_t seed = 0;
 };
+
+// The settings of a run's memory section (the task's byte share, budget_bytes, is per task).
+SelectionSettings selection_settings(const MemoryConfig& memory, const MemoryFractions& fractions, uint64_t seed, int64_t feature_batch_size,
+                                     bool rescale_tokens);
 
 // One candidate of the core-tokenset split search.
 struct SplitTrial {
@@ -61,20 +65,13 @@ struct SelectionReport {
 // Per-class budget n_c = ceil(s * N_c), clamped to [1, N_c] (0 for an empty class).
 int64_t class_budget(double sample_fraction, int64_t class_size);
 
-// Last-layer gradients g_i = softmax(z_i) - onehot(y_i) over the classes seen so far
-// ([N, seen]) and pre-logits features [N, D], for coreset methods.
-std::pair<torch::Tensor, torch::Tensor> last_layer_gradients(VisionTransformer& model, const Dataset& dataset, const torch::Tensor& indices,
-                                                             const torch::Tensor& targets, int64_t batch_size);
+// Selects task `task`'s memory from `train` with `model` (the learner that just finished the
+// task) and adds it to `buffer`. InputError for a budget the task cannot meet.
+SelectionReport select_task_memory(MemoryModel& model, const Dataset& train, const TaskSplit& split, int64_t task, SampleSelector& coreset,
+                                   TokenSelector& tokens, const SelectionSettings& settings, TokenBuffer& buffer);
 
-// The classes a token attribution explains: `labels`, or with memory.target = predicted the
-// model's predicted classes (eval mode, no gradients; the model's mode is restored after).
-torch::Tensor explanation_targets(VisionTransformer& model, const torch::Tensor& images_u8, const torch::Tensor& labels, bool predicted);
-
-// Pre-logits features of buffer samples as replay sees them (kept tokens, fill mode): [n, D].
-torch::Tensor replay_features(VisionTransformer& model, const TokenBuffer& buffer, FillMode fill, double rescale, int64_t batch_size);
-
-SelectionReport select_task_memory(VisionTransformer& model, const Dataset& train, const TaskSplit& split, int64_t task,
-                                   SampleSelector& coreset, TokenSelector& tokens, const SelectionSettings& settings,
-                                   TokenBuffer& buffer);
+// Token relevance [B, T] (float, CPU) of dataset samples `ids` for what `model` explains.
+torch::Tensor sample_relevance(MemoryModel& model, TokenSelector& tokens, const Dataset& data, const torch::Tensor& ids,
+                               const torch::Tensor& images_u8, ExplainTarget target);
 
 }  // namespace cts

@@ -1,6 +1,7 @@
 // The replay memory of core tokensets. Per kept sample it stores its label, task id and
 // only its kept patches as raw uint8 pixels with their uint16 positions; nothing else
-// (optional coreset weights when replay weighting is on). Samples may keep different
+// (optional coreset weights when replay weighting is on, and the sample's payload, e.g. the
+// token ids of a VQA question and answer, when its dataset has one). Samples may keep different
 // numbers of tokens. Byte accounting is exact: bytes() is the size of the tensor data that
 // buffer.safetensors holds.
 //
@@ -11,6 +12,8 @@
 //   labels    I32 [n]                       dataset class id
 //   tasks     U16 [n]                       task the sample came from
 //   weights   F32 [n]                       only if the buffer was built with weights
+//   payload   I32 [payload values]          only with payloads: every sample's values in turn
+//   payload_lengths U16 [n]                 only with payloads: values per sample
 //   __metadata__: patch_size, image_size, channels, num_tokens, strategy, fractions, ...
 #pragma once
 #include <torch/types.h>
@@ -18,6 +21,8 @@
 #include <filesystem>
 #include <map>
 #include <string>
+
+#include "cts/data/dataset.hpp"
 
 namespace cts {
 
@@ -28,6 +33,7 @@ struct BufferBatch {
   torch::Tensor labels;     // int64 [B] dataset class ids
   torch::Tensor tasks;      // int64 [B]
   torch::Tensor weights;    // float [B] (ones if the buffer has no weights)
+  Payload payload;          // the samples' payloads (empty if the buffer has none)
 };
 
 class TokenBuffer {
@@ -36,9 +42,10 @@ class TokenBuffer {
   TokenBuffer(int64_t channels, int64_t image_size, int64_t patch_size);
 
   // Adds n samples: images uint8 [n, C, H, W], labels [n], positions [n, K] int64 with -1
-  // padding for samples keeping fewer tokens, optional weights [n].
+  // padding for samples keeping fewer tokens, optional weights [n], optional payload of n
+  // samples (every sample of a buffer has weights, and a payload, or none does).
   void add(const torch::Tensor& images, const torch::Tensor& labels, int64_t task, const torch::Tensor& positions,
-           const torch::Tensor& weights = {});
+           const torch::Tensor& weights = {}, const Payload& payload = {});
 
   int64_t size() const { return labels_.defined() ? labels_.size(0) : 0; }
   int64_t tokens() const { return positions_.defined() ? positions_.size(0) : 0; }
@@ -46,6 +53,7 @@ class TokenBuffer {
   // Exact bytes of the stored tensors (= buffer.safetensors minus its header).
   int64_t bytes() const;
   bool has_weights() const { return weights_.defined(); }
+  bool has_payload() const { return !payload_.empty(); }
 
   int64_t channels() const { return channels_; }
   int64_t image_size() const { return image_size_; }
@@ -62,6 +70,7 @@ class TokenBuffer {
   const torch::Tensor& weights() const { return weights_; }
   const torch::Tensor& patches() const { return patches_; }
   const torch::Tensor& positions() const { return positions_; }
+  const Payload& payload() const { return payload_; }
 
   std::map<std::string, std::string>& metadata() { return metadata_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
@@ -79,6 +88,7 @@ class TokenBuffer {
   torch::Tensor labels_;     // int64 [n]
   torch::Tensor tasks_;      // int64 [n]
   torch::Tensor weights_;    // float [n] or undefined
+  Payload payload_;          // n entries or empty
   std::map<std::string, std::string> metadata_;
 };
 

@@ -37,6 +37,7 @@ ViTConfig vit_preset(const std::string& name);
 
 enum class FillMode { ZeroEmbedding, ZeroPixel, Drop };
 FillMode parse_fill_mode(const std::string& name);
+const std::vector<std::string>& fill_mode_names();  // in enum order
 const char* fill_mode_name(FillMode mode);
 
 // Which patch tokens each sample keeps (undefined positions: all of them).
@@ -148,6 +149,22 @@ struct VisionTransformerImpl : torch::nn::Module {
 };
 TORCH_MODULE(VisionTransformer);
 
+// Eval mode for the guard's lifetime (the model's previous mode comes back after), with
+// autograd on (attribution: gradients of attention maps even inside a no-grad phase) or off
+// (inference: features, predictions, evaluation).
+class EvalModeGuard {
+ public:
+  EvalModeGuard(VisionTransformer& model, bool grad) : model_(model), was_training_(model->is_training()), grad_(grad) { model_->eval(); }
+  ~EvalModeGuard() { model_->train(was_training_); }
+  EvalModeGuard(const EvalModeGuard&) = delete;
+  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
+
+ private:
+  VisionTransformer& model_;
+  bool was_training_;
+  torch::AutoGradMode grad_;
+};
+
 // The seeded timm initialisation of a head with `rows` classes ([rows, D] weights):
 // trunc-normal std 0.02, drawn from its own stream so that growing the head is deterministic.
 torch::Tensor init_head_rows(int64_t rows, int64_t dim, uint64_t seed);
@@ -162,6 +179,16 @@ struct LoadReport {
 // model's grid, patch_embed.proj summed/repeated over input channels, head re-created on a
 // class-count mismatch. Unknown or missing tensors are errors naming them.
 LoadReport load_vit_weights(VisionTransformer& model, const std::filesystem::path& path);
+// The one mapping between a ViTConfig and the `cts.*` metadata of a weights file:
+// cts.preset, cts.img_size, cts.patch_size, cts.in_chans, cts.embed_dim, cts.depth,
+// cts.num_heads, cts.mlp_ratio, cts.num_classes.
+std::map<std::string, std::string> vit_metadata(const ViTConfig& config);
+// The architecture a file's metadata describes: the preset named by cts.preset (or by
+// `preset` when not empty), then every cts.* key present overrides it. InputError names
+// `origin` (the file) and the key for a missing preset or a malformed value.
+ViTConfig vit_config_from_metadata(const std::map<std::string, std::string>& metadata, const std::string& origin,
+                                   const std::string& preset = "");
+
 // Writes every parameter with timm names (F32) and metadata describing the architecture.
 void save_vit_weights(const VisionTransformer& model, const std::filesystem::path& path,
                       const std::map<std::string, std::string>& extra_metadata = {});

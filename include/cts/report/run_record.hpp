@@ -3,10 +3,11 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <string>
 #include <vector>
 
-#include "cts/core/config.hpp"
+#include "cts/config/config.hpp"
 #include "cts/eval/metrics.hpp"
 
 namespace cts {
@@ -26,22 +27,37 @@ struct TaskTiming {
 struct RunRecord {
   int64_t num_tasks = 0;
   int64_t tasks_done = 0;
-  Matrix accuracy;          // class-IL R[i][j], NaN where not evaluated
-  Matrix task_il_accuracy;  // task-IL, also for tasks not yet trained (FWT)
-  std::vector<double> init_task_il;  // b_j: task-IL accuracy of the randomly initialised model
+  // The learner's metrics, the first one primary; per metric a T x T matrix R[i][j] (NaN
+  // where not evaluated) and its scores at initialisation b_j (FWT; empty when not measured).
+  std::vector<MetricSpec> metric_specs;
+  std::map<std::string, Matrix> scores;
+  std::map<std::string, std::vector<double>> init_scores;
   MemoryStats memory;
   std::vector<TaskTiming> timing;
   double total_seconds = 0;
   std::vector<std::vector<std::string>> task_classes;  // readable class names per task
   std::string device;
 
+  // Empty matrices (NaN) for `specs` over `tasks` tasks.
+  void start(const std::vector<MetricSpec>& specs, int64_t tasks);
+  // Row `task` of every metric from per-task scores (a metric missing from a task's scores stays NaN).
+  void set_row(int64_t task, const std::vector<TaskScores>& row);
+  // A metric's matrix (InputError naming the metrics there are when it is not recorded).
+  const Matrix& matrix(const std::string& name) const;
+  const MetricSpec& primary() const;
+
   nlohmann::json to_json() const;
+  // Also reads records of cts versions before named metrics (accuracy, task_il_accuracy).
   static RunRecord from_json(const nlohmann::json& j);
-  // Metrics over the tasks done so far (the leading tasks_done x tasks_done block).
+  // Metrics of the primary score over the tasks done so far (the leading tasks_done x
+  // tasks_done block), FWT from its fwt_from metric.
   ContinualMetrics metrics() const;
+  // The same for any recorded metric (no FWT unless it names an fwt_from metric).
+  ContinualMetrics metrics(const MetricSpec& spec) const;
 };
 
-// metrics.json content.
+// metrics.json content: per metric <name>_matrix, the primary metric's summary at the top level,
+// each other metric's under its summary_key, initial scores as init_<name>.
 nlohmann::json metrics_json(const RunRecord& record, const MemoryFractions& fractions);
 // summary.md content.
 std::string summary_markdown(const RunRecord& record, const Config& config, const MemoryFractions& fractions);

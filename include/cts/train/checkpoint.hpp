@@ -20,12 +20,12 @@ struct CheckpointData {
   // `task_complete`, task `task` is finished (evaluated, memory selected).
   int64_t task = 0, epoch = 0, step = 0;
   bool task_complete = false;
-  int64_t head_classes = 0;
+  nlohmann::json learner;  // the learner's state_info() (head size, task tokens, ...)
   // Size of log.jsonl when this checkpoint was made (its "checkpoint" record included);
   // on resume the log is cut back to it. -1: unknown (older checkpoints).
   int64_t log_bytes = -1;
   nlohmann::json progress;                      // record, loss sums, memory bookkeeping
-  std::map<std::string, torch::Tensor> tensors;  // model.* and optim.*
+  std::map<std::string, torch::Tensor> tensors;  // model.* (the learner's tensors), optim.*, loop.*
   std::filesystem::path buffer_file;             // buffer of this generation (empty if none)
 };
 

@@ -1,4 +1,4 @@
-// Mixed precision. On CUDA, `train.precision: bf16` (the default there, via `auto`) runs the
+// Device choice and mixed precision. On CUDA, `train.precision: bf16` (the default there, via `auto`) runs the
 // forward passes under autocast with bfloat16 compute while parameters, gradients and the
 // optimizer state stay float32 (the "master weights"); bf16 has float32's exponent range, so
 // no loss scaling is needed. On CPU `auto` means fp32 (bf16 autocast is available with
@@ -9,6 +9,10 @@
 #include <string>
 
 namespace cts {
+
+// "auto" (cuda when this libtorch sees a CUDA device, else cpu) | "cpu" | "cuda"; InputError
+// for cuda without a CUDA device or another name.
+torch::Device choose_device(const std::string& wanted);
 
 // "auto" | "fp32" | "bf16" -> whether autocast is used on `device`; InputError otherwise.
 bool use_bf16_autocast(const std::string& precision, const torch::Device& device);

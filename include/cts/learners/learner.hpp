@@ -1,0 +1,101 @@
+// The learner interface: what the sequential loop (train/loop.hpp) asks of a model kind.
+// The loop owns the task sequence, data order, token dropping, replay sampling, the
+// optimizer and its schedule, mixed precision, checkpoints, memory selection, metrics and
+// the run folder; a learner owns its network and says what a training step's loss, an
+// evaluation, a coreset row and an explained score are. The loop calls the learner, never
+// the reverse. A new model kind is one folder under src/learners/ plus one line in
+// learners/registry.cpp (docs/design.md has the table of hooks: who calls what, when).
+#pragma once
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cts/data/registry.hpp"
+#include "cts/data/task_split.hpp"
+#include "cts/eval/metrics.hpp"
+#include "cts/memory/memory_model.hpp"
+#include "cts/models/model_config.hpp"
+#include "cts/models/vit.hpp"
+
+namespace cts {
+
+// What a learner is built from.
+struct LearnerContext {
+  const ModelConfig& model;    // the model section (model.learner names the kind)
+  const DatasetSplits& data;   // train and test sets
+  const TaskSplit& split;      // classes of each task, label -> head index
+  std::string dataset;         // data.name, for messages
+  torch::Device device{torch::kCPU};
+  uint64_t seed = 0;
+};
+
+// A batch as the loop hands it to a learner: new data (full images, token dropping as
+// `keep`) or replay (buffer samples rebuilt from their kept tokens, or whole past samples for
+// the cumulative baseline). Tensors are on the CPU except where noted; the learner moves
+// what it uses to its device.
+struct Batch {
+  torch::Tensor images;   // uint8 [B, C, H, W], missing patches 0; undefined when only `patches` is given
+  torch::Tensor patches;  // uint8 [B, K, C, p, p]: only the kept patches, padding 0 (fill: drop); else undefined
+  TokenKeep keep;         // kept positions [B, K] (-1 padding), fill, rescale; positions undefined = every token
+  torch::Tensor labels;   // int64 [B] dataset class ids
+  Payload payload;        // per-sample integer data (may be empty)
+  torch::Tensor weights;  // float [B] replay loss weights (memory.use_weights); undefined = unweighted
+  int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
+  bool partial() const { return keep.positions.defined(); }
+};
+
+// The loss of one step as named terms; the loop back-propagates their sum (undefined terms
+// count 0) and logs each term's mean as loss_<name>.
+struct StepLoss {
+  std::vector<std::pair<std::string, torch::Tensor>> terms;
+};
+
+class Learner : public MemoryModel {
+ public:
+  ~Learner() override = default;
+  virtual std::string kind() const = 0;
+
+  // ---- structure
+  // Patch size of the input grid (the buffer stores patches of this size).
+  virtual int64_t patch_size() const = 0;
+  // Names of the StepLoss terms, in order (the same every step).
+  virtual std::vector<std::string> loss_terms() const = 0;
+  // The metrics evaluate() reports, primary first.
+  virtual std::vector<MetricSpec> metrics() const = 0;
+  // Parameters the optimizer trains now (frozen ones left out), by stable name.
+  virtual std::vector<std::pair<std::string, torch::Tensor>> trainable_parameters() = 0;
+  virtual int64_t parameter_count() const = 0;
+  // What loading model.weights adapted (empty without weights), for the run log.
+  virtual std::vector<std::string> weight_notes() const { return {}; }
+
+  // ---- the task loop
+  // Before the first step of task t (grow heads, freeze parts, snapshot a teacher). Not called
+  // when a run resumes in the middle of task t: the checkpointed state already includes it.
+  virtual void begin_task(int64_t task) = 0;
+  // The loss of one optimizer step (train mode; the loop runs it under autocast, then
+  // backward, clipping and the optimizer step). `replay` is null when no memory is replayed.
+  virtual StepLoss step_loss(int64_t task, const Batch& new_data, const Batch* replay) = 0;
+  // After the last step of task t, before its evaluation and memory selection.
+  virtual void end_task(int64_t task) {}
+  // Scores on every task's test set after `tasks_trained` tasks (0: the initial model),
+  // one TaskScores per task, by metric name (NaN where undefined). Eval mode, no gradients.
+  virtual std::vector<TaskScores> evaluate(const Dataset& test, int64_t tasks_trained, int64_t batch_size) = 0;
+
+  // ---- checkpoints and outputs
+  // The state to checkpoint: tensors by name plus what rebuilds the structure (head size,
+  // task tokens, ...). load_state() gets back exactly what state() gave.
+  virtual std::map<std::string, torch::Tensor> state_tensors() const = 0;
+  virtual nlohmann::json state_info() const = 0;
+  virtual void load_state(const nlohmann::json& info, const std::map<std::string, torch::Tensor>& tensors) = 0;
+  // The final weights for users (e.g. timm-named .safetensors), with `metadata` added.
+  virtual void save_weights(const std::filesystem::path& path, const std::map<std::string, std::string>& metadata) const = 0;
+};
+
+}  // namespace cts

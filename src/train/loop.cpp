@@ -1,0 +1,671 @@
+// The sequential loop: task loop, new-data batches with token dropping, replay batches from
+// the buffer (or past data for the cumulative baseline), the optimizer step, evaluation,
+// memory selection, checkpoints and resume. Model specifics live in the learner
+// (learners/learner.hpp); the run folder in run_folder.hpp; the loop's checkpointed state in
+// loop_state.hpp.
+#include "cts/train/loop.hpp"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <future>
+#include <optional>
+
+#include "cts/attribution/attention_record.hpp"
+#include "cts/attribution/registry.hpp"
+#include "cts/core/console.hpp"
+#include "cts/core/crash_test.hpp"
+#include "cts/core/error.hpp"
+#include "cts/core/fs.hpp"
+#include "cts/core/rng.hpp"
+#include "cts/core/threads.hpp"
+#include "cts/coreset/registry.hpp"
+#include "cts/data/patches.hpp"
+#include "cts/data/registry.hpp"
+#include "cts/data/task_split.hpp"
+#include "cts/learners/registry.hpp"
+#include "cts/memory/budget.hpp"
+#include "cts/memory/selection.hpp"
+#include "cts/memory/token_buffer.hpp"
+#include "cts/train/checkpoint.hpp"
+#include "cts/train/loop_state.hpp"
+#include "cts/train/optimizer.hpp"
+#include "cts/train/precision.hpp"
+#include "cts/train/run_folder.hpp"
+
+namespace cts {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string device_name(const torch::Device& d) { return d.is_cuda() ? "cuda" : "cpu"; }
+
+class SequentialLoop {
+ public:
+  SequentialLoop(const Config& config, const RunOptions& options) : cfg_(config), opt_(options) {}
+  RunSummary run();
+
+ private:
+  RunSummary run_steps();
+  void setup();
+  void restore(const CheckpointData& ck);
+  void train_task(int64_t task, int64_t start_epoch, int64_t start_step);
+  torch::Tensor training_step(int64_t task, int64_t epoch, int64_t step, int64_t step_in_task, const torch::Tensor& images_u8,
+                              const torch::Tensor& ids, double lr);
+  TokenKeep drop_tokens(int64_t task, int64_t epoch, int64_t step, const torch::Tensor& images_u8, const torch::Tensor& ids);
+  std::optional<Batch> replay_batch(int64_t task, int64_t step_in_task);
+  void evaluate(int64_t task);
+  void select_memory(int64_t task);
+  void update_memory_stats(int64_t tasks_done);
+  void write_outputs(bool final);
+  void checkpoint(int64_t task, int64_t epoch, int64_t step, bool task_complete);
+  void fold_losses();
+  bool should_stop();
+  OptimizerOptions optimizer_options() const;
+  torch::Tensor task_order(int64_t task, int64_t epoch, int64_t n) const;
+  uint64_t seed() const { return static_cast<uint64_t>(cfg_.seed); }
+
+  Config cfg_;
+  RunOptions opt_;
+  torch::Device device_{torch::kCPU};
+  bool bf16_ = false;  // autocast forward passes (train.precision)
+  std::filesystem::path dir_;
+  DatasetSplits data_;
+  TaskSplit split_;
+  std::unique_ptr<Learner> learner_;
+  std::vector<std::string> loss_terms_;
+  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<SampleSelector> coreset_;
+  std::unique_ptr<TokenSelector> token_selector_;
+  TokenBuffer buffer_;
+  LoopState st_;
+  JsonlLog log_;
+  std::vector<int64_t> task_samples_;  // training samples of each task (byte-budget shares)
+  int64_t num_tokens_ = 0;
+  int64_t steps_this_process_ = 0;
+  int64_t global_step_ = 0;  // optimizer steps of the whole run (checkpoint_every counts these)
+  RunFolderLock lock_;
+  bool stopped_ = false;
+  Clock::time_point run_start_;
+};
+
+torch::Tensor SequentialLoop::task_order(int64_t task, int64_t epoch, int64_t n) const {
+  auto gen = make_generator(seed(), "data_order", {task, epoch});
+  return torch::randperm(n, gen, torch::kInt64);
+}
+
+OptimizerOptions SequentialLoop::optimizer_options() const {
+  OptimizerOptions o;
+  o.kind = cfg_.train.optimizer;
+  o.weight_decay = cfg_.train.weight_decay;
+  o.beta1 = cfg_.train.beta1;
+  o.beta2 = cfg_.train.beta2;
+  o.momentum = cfg_.train.momentum;
+  return o;
+}
+
+bool SequentialLoop::should_stop() {
+  if (opt_.stop_requested && opt_.stop_requested->load()) return true;
+  return opt_.stop_after_steps >= 0 && steps_this_process_ >= opt_.stop_after_steps;
+}
+
+void SequentialLoop::setup() {
+  st_.fractions = resolve_memory_fractions(cfg_.memory);
+  configure_threads(cfg_.threads);
+  device_ = choose_device(opt_.device.empty() ? cfg_.device : opt_.device);
+  bf16_ = use_bf16_autocast(cfg_.train.precision, device_);
+  dir_ = run_directory(cfg_, opt_.out_dir, opt_.resume_dir);
+
+  // Data and tasks.
+  data_ = open_dataset(cfg_.data, vit_config(cfg_.model).patch_size, seed());
+  split_ = make_task_split(data_.train->num_classes(), cfg_.data.tasks, cfg_.data.class_order, seed());
+  for (int64_t t = 0; t < split_.num_tasks(); ++t) {
+    if (split_.task_indices(*data_.train, t).size(0) == 0) throw_input("data: task {} has no training samples (classes {})", t, fmt::join(split_.task_classes[size_t(t)], ", "));
+  }
+
+  // The learner.
+  learner_ = make_learner(LearnerContext{cfg_.model, data_, split_, cfg_.data.name, device_, seed()});
+  num_tokens_ = learner_->num_tokens();
+  loss_terms_ = learner_->loss_terms();
+  st_.loss_sums.assign(loss_terms_.size(), 0.0);
+
+  // Memory.
+  const MemoryStrategy strategy = cfg_.memory.strategy;
+  const bool partial_memory = keeps_partial_samples(strategy);
+  for (int64_t t = 0; t < split_.num_tasks(); ++t) task_samples_.push_back(split_.task_indices(*data_.train, t).size(0));
+  const auto shape = data_.train->shape();
+  st_.replay_token_fraction = st_.fractions.token_fraction;
+  if (st_.fractions.budget_bytes) {
+    BudgetData bd;
+    bd.task_samples = task_samples_;
+    for (const auto& classes : split_.task_classes) bd.task_classes.push_back(int64_t(classes.size()));
+    bd.channels = shape.channels;
+    bd.patch_size = learner_->patch_size();
+    bd.num_tokens = num_tokens_;
+    bd.weights = cfg_.memory.use_weights;
+    st_.fractions = plan_byte_budget(st_.fractions, strategy, bd);
+    st_.replay_token_fraction = st_.fractions.token_fraction;
+  }
+  st_.token_drop = cfg_.train.token_drop.is_auto ? (partial_memory ? 1.0 - st_.fractions.token_fraction : 0.0) : cfg_.train.token_drop.value;
+  if (st_.token_drop >= 1.0) throw_input("train.token_drop = {} drops every token; accepted: [0, 1)", st_.token_drop);
+  if (partial_memory && !st_.fractions.budget_bytes && std::llround(st_.fractions.token_fraction * double(num_tokens_)) < 1) {
+    throw_input("memory.token_fraction = {:.4g} keeps 0 of the {} tokens of an image; an impossible budget (need >= {:.4g})",
+                st_.fractions.token_fraction, num_tokens_, 0.5 / double(num_tokens_));
+  }
+  coreset_ = make_sample_selector(cfg_.memory.coreset, sample_selector_options(cfg_.memory));
+  token_selector_ = make_token_selector(cfg_.memory.tokens, token_selector_options(cfg_.memory, seed()));
+  const bool selects_tokens = partial_memory || cfg_.train.token_drop_policy == TokenDropPolicy::MemoryTokens;
+  if (selects_tokens && token_selector_->needs_encoder() && !learner_->has_encoder()) throw_needs_encoder(cfg_.memory.tokens, learner_->kind());
+  buffer_ = TokenBuffer(shape.channels, shape.height, learner_->patch_size());
+  buffer_.metadata() = {{"strategy", name_of(strategy)},
+                        {"coreset_method", cfg_.memory.coreset},
+                        {"token_method", cfg_.memory.tokens},
+                        {"selection", name_of(cfg_.memory.selection)},
+                        {"budget_bytes", st_.fractions.budget_bytes ? std::to_string(*st_.fractions.budget_bytes) : "null"},
+                        {"fill", fill_mode_name(cfg_.memory.fill)},
+                        {"sample_fraction", fmt::format("{}", st_.fractions.sample_fraction)},
+                        {"token_fraction", fmt::format("{}", st_.fractions.token_fraction)},
+                        {"retention", fmt::format("{}", st_.fractions.retention)},
+                        {"dataset", cfg_.data.name},
+                        {"class_order", fmt::format("{}", fmt::join(split_.class_order, ","))}};
+
+  auto& record = st_.record;
+  record.start(learner_->metrics(), split_.num_tasks());
+  record.device = device_name(device_);
+  const auto names = data_.train->class_names();
+  for (const auto& group : split_.task_classes) {
+    std::vector<std::string> g;
+    for (int64_t c : group) g.push_back(names.at(size_t(c)));
+    record.task_classes.push_back(g);
+  }
+}
+
+RunSummary SequentialLoop::run() {
+  try {
+    return run_steps();
+  } catch (const std::exception& e) {
+    // Best effort: the log says why the run ended (a later --resume drops this record with
+    // the others written after the last checkpoint).
+    try {
+      if (log_.is_open()) log_.append({{"event", "failed"}, {"error", e.what()}});
+    } catch (const std::exception&) {
+    }
+    throw;
+  }
+}
+
+RunSummary SequentialLoop::run_steps() {
+  run_start_ = Clock::now();
+  setup();
+  const bool resuming = !opt_.resume_dir.empty();
+  ensure_directory(dir_);
+  lock_ = RunFolderLock(dir_);
+  // Holding the lock: temporary files here are from a killed process, never from a writer.
+  remove_stale_temp_files(dir_);
+  remove_stale_temp_files(dir_ / "checkpoint");
+  std::optional<CheckpointData> ck;
+  if (resuming) {
+    if (has_checkpoint(dir_)) ck = load_checkpoint(dir_);
+    cfg_.name = saved_config_name(dir_, cfg_.name);
+  } else {
+    if (has_checkpoint(dir_)) {
+      throw_input("{} already holds a run; continue it with --resume {} or choose another --out", dir_.string(), dir_.string());
+    }
+    write_run_config(dir_, cfg_);
+    // A log left by a run that died before its first checkpoint (cts sweep restarts such
+    // runs) describes nothing that survives: the new run's log starts empty.
+    truncate_jsonl(dir_ / "log.jsonl", 0);
+  }
+  if (ck) restore(*ck);
+  // Records written after the last checkpoint describe work that is done again now.
+  const nlohmann::json dropped = resuming ? cut_log_to_checkpoint(dir_ / "log.jsonl", ck ? ck->log_bytes : 0) : nlohmann::json::array();
+  log_ = JsonlLog(dir_ / "log.jsonl");
+  auto& con = Console::get();
+  if (!cfg_.model.weights.empty() && !ck) log_.append({{"event", "weights_loaded"}, {"file", cfg_.model.weights}, {"notes", learner_->weight_notes()}});
+
+  int64_t start_task = 0, start_epoch = 0, start_step = 0;
+  if (resuming && !ck) {
+    con.info("{} has no checkpoint yet (the run stopped before its first one): starting it from the beginning", dir_.string());
+    log_.append({{"event", "resume"}, {"task", 0}, {"epoch", 0}, {"step", 0}, {"from_start", true}, {"dropped", dropped}});
+  }
+  if (ck) {
+    if (ck->task_complete) start_task = ck->task + 1;
+    else start_task = ck->task, start_epoch = ck->epoch, start_step = ck->step;
+    con.info("resuming {} at task {} epoch {} step {}", dir_.string(), start_task, start_epoch, start_step);
+    log_.append({{"event", "resume"}, {"task", start_task}, {"epoch", start_epoch}, {"step", start_step}, {"dropped", dropped}});
+  } else {
+    const int64_t params = learner_->parameter_count();
+    con.info("run {} -> {}", cfg_.name, dir_.string());
+    con.info("data {}: {} train / {} test samples, {} tasks of {} classes, images {}x{}x{}", cfg_.data.name, data_.train->size(),
+             data_.test->size(), split_.num_tasks(), split_.classes_per_task, data_.train->shape().channels, data_.train->shape().height,
+             data_.train->shape().width);
+    con.info("model {} {} ({:.2f} M parameters, {} tokens), device {}, {} threads", learner_->kind(), cfg_.model.preset, double(params) / 1e6,
+             num_tokens_, device_name(device_), torch::get_num_threads());
+    con.info("memory {}: s = {:.4g}, k = {:.4g} (retention {:.4g}), coreset {}, tokens {}, fill {}, token drop {:.3g}", name_of(cfg_.memory.strategy),
+             st_.fractions.sample_fraction, st_.fractions.token_fraction, st_.fractions.retention, cfg_.memory.coreset, cfg_.memory.tokens,
+             fill_mode_name(cfg_.memory.fill), st_.token_drop);
+    log_.append({{"event", "run_start"}, {"config", cfg_.name}, {"learner", learner_->kind()}, {"device", device_name(device_)},
+                 {"threads", torch::get_num_threads()}, {"parameters", params}, {"train_samples", data_.train->size()},
+                 {"test_samples", data_.test->size()}, {"class_order", split_.class_order}, {"sample_fraction", st_.fractions.sample_fraction},
+                 {"token_fraction", st_.fractions.token_fraction}, {"token_drop", st_.token_drop}});
+    // b_j for FWT: the initial model's scores of every metric some metric takes its FWT from.
+    const auto init = learner_->evaluate(*data_.test, 0, cfg_.train.eval_batch_size);
+    for (const auto& spec : st_.record.metric_specs) {
+      if (spec.fwt_from.empty()) continue;
+      auto& b = st_.record.init_scores[spec.fwt_from];
+      b.clear();
+      for (const auto& task_scores : init) {
+        auto it = task_scores.find(spec.fwt_from);
+        b.push_back(it == task_scores.end() ? NAN : it->second);
+      }
+    }
+  }
+
+  auto& record = st_.record;
+  for (int64_t t = start_task; t < split_.num_tasks() && !stopped_; ++t) {
+    const bool mid_task = ck && !ck->task_complete && t == start_task;
+    if (!mid_task) {
+      learner_->begin_task(t);
+      if (record.timing.size() <= size_t(t)) record.timing.resize(size_t(t) + 1);
+    }
+    train_task(t, t == start_task ? start_epoch : 0, t == start_task ? start_step : 0);
+    if (stopped_) break;
+    learner_->end_task(t);
+    evaluate(t);
+    select_memory(t);
+    record.tasks_done = t + 1;
+    update_memory_stats(t + 1);
+    record.total_seconds = st_.seconds_before + seconds_since(run_start_);
+    write_outputs(false);
+    log_.append({{"event", "task_end"}, {"task", t}, {"average_accuracy", record.metrics().final_average_accuracy}});
+    checkpoint(t, 0, 0, true);
+    if (t + 1 < split_.num_tasks() && should_stop()) stopped_ = true;
+  }
+
+  RunSummary summary;
+  summary.dir = dir_;
+  if (stopped_) {
+    con.info("stopped: checkpoint written; continue with: cts run --resume {}", dir_.string());
+    log_.append({{"event", "stopped"}});
+    summary.record = record;
+    return summary;
+  }
+  record.total_seconds = st_.seconds_before + seconds_since(run_start_);
+  write_outputs(true);
+  const auto m = record.metrics();
+  log_.append({{"event", "run_end"}, {"final_average_accuracy", m.final_average_accuracy}, {"seconds", record.total_seconds}});
+  con.info("done in {:.1f} s: final average {} {:.2f} %, memory {} samples / {} tokens / {} bytes ({:.3f} % of the tokens)", record.total_seconds,
+           record.primary().title, 100.0 * m.final_average_accuracy, record.memory.samples, record.memory.tokens, record.memory.bytes,
+           100.0 * record.memory.fraction());
+  summary.record = record;
+  summary.completed = true;
+  return summary;
+}
+
+// Folds the device-side loss sums into the host sums (the only sync of a training step).
+void SequentialLoop::fold_losses() {
+  auto host = st_.loss_acc.to(torch::kCPU);
+  for (size_t i = 0; i < st_.loss_sums.size(); ++i) st_.loss_sums[i] += host[int64_t(i)].item<double>();
+  st_.loss_count += st_.loss_acc_steps;
+  st_.loss_acc.zero_();
+  st_.loss_acc_steps = 0;
+}
+
+void SequentialLoop::train_task(int64_t task, int64_t start_epoch, int64_t start_step) {
+  auto& con = Console::get();
+  const auto indices = split_.task_indices(*data_.train, task);
+  const int64_t n = indices.size(0);
+  const int64_t bs = cfg_.train.batch_size;
+  const int64_t steps_per_epoch = (n + bs - 1) / bs;
+  const int64_t total = steps_per_epoch * cfg_.train.epochs;
+  if (!optimizer_ || (start_epoch == 0 && start_step == 0)) optimizer_ = std::make_unique<Optimizer>(learner_->trainable_parameters(), optimizer_options());
+  const bool in_memory = dynamic_cast<const TensorDataset*>(data_.train.get()) != nullptr;
+  auto& timing = st_.record.timing[size_t(task)];
+  const int64_t terms = int64_t(loss_terms_.size());
+  for (int64_t epoch = start_epoch; epoch < cfg_.train.epochs; ++epoch) {
+    const auto order = indices.index_select(0, task_order(task, epoch, n));
+    auto t0 = Clock::now();
+    const int64_t first = epoch == start_epoch ? start_step : 0;
+    // Losses are summed on the device and folded into the host sums every log_every steps;
+    // a checkpoint stores the unfolded part as it is, so a resumed run adds the same numbers
+    // in the same order as an uninterrupted one.
+    if (first == 0 || !st_.loss_acc.defined()) {
+      st_.loss_acc = torch::zeros({terms}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
+      st_.loss_acc_steps = 0;
+    }
+    if (first == 0) st_.loss_sums.assign(size_t(terms), 0.0), st_.loss_count = 0;
+    con.progress_begin(fmt::format("task {}/{} epoch {}/{}", task + 1, split_.num_tasks(), epoch + 1, cfg_.train.epochs), steps_per_epoch);
+    auto batch_ids = [&](int64_t s) { return order.narrow(0, s * bs, std::min(bs, n - s * bs)); };
+    std::future<torch::Tensor> next;
+    // Decoded datasets: the next batch is decoded (and, for CUDA, pinned so the copy is
+    // asynchronous) while the current step runs.
+    const bool pin = device_.is_cuda();
+    auto load = [&, pin](int64_t s) {
+      auto imgs = data_.train->images(batch_ids(s));
+      return pin ? imgs.pin_memory() : imgs;
+    };
+    if (!in_memory && first < steps_per_epoch) next = std::async(std::launch::async, load, first);
+    std::string status;
+    auto mean_loss = [&](size_t i) { return st_.loss_count ? st_.loss_sums[i] / double(st_.loss_count) : 0.0; };
+    for (int64_t s = first; s < steps_per_epoch; ++s) {
+      const auto ids = batch_ids(s);
+      torch::Tensor images = in_memory ? data_.train->images(ids) : next.get();
+      if (!in_memory && s + 1 < steps_per_epoch) next = std::async(std::launch::async, load, s + 1);
+      const int64_t step_in_task = epoch * steps_per_epoch + s;
+      const double lr = scheduled_lr(cfg_.train.schedule, cfg_.train.lr, cfg_.train.min_lr, cfg_.train.warmup_steps, step_in_task, total);
+      st_.loss_acc += training_step(task, epoch, s, step_in_task, images, ids, lr);
+      ++st_.loss_acc_steps;
+      ++steps_this_process_;
+      ++global_step_;
+      if (crash_points_enabled()) crash_point("step");
+      timing.steps += 1;
+      timing.samples += ids.size(0);
+      if ((s + 1) % cfg_.train.log_every == 0 || s + 1 == steps_per_epoch) {
+        fold_losses();
+        for (size_t i = 0; i < st_.loss_sums.size(); ++i) {
+          if (!std::isfinite(st_.loss_sums[i])) {
+            throw_run("task {} epoch {} step {}: the {} loss became {} (lower train.lr or set train.grad_clip)", task, epoch, s, loss_terms_[i],
+                      st_.loss_sums[i]);
+          }
+        }
+        status.clear();
+        for (size_t i = 0; i < st_.loss_sums.size(); ++i) status += fmt::format("{} {:.4f} ", i == 0 ? "loss" : loss_terms_[i], mean_loss(i));
+        status += fmt::format("lr {:.2e}", lr);
+      }
+      con.progress_update(s + 1, status);
+      const bool stop = should_stop();
+      if (stop || (cfg_.train.checkpoint_every > 0 && global_step_ % cfg_.train.checkpoint_every == 0 && s + 1 < steps_per_epoch)) {
+        timing.train_seconds += seconds_since(t0);
+        const bool epoch_done = s + 1 == steps_per_epoch;
+        checkpoint(task, epoch_done ? epoch + 1 : epoch, epoch_done ? 0 : s + 1, false);
+        if (stop) {
+          con.progress_end("");
+          stopped_ = true;
+          return;
+        }
+        t0 = Clock::now();  // the checkpoint's time is not training time
+      }
+    }
+    const double secs = seconds_since(t0);
+    timing.train_seconds += secs;
+    con.progress_end(fmt::format("done: {} ({:.1f} s)", status, secs));
+    nlohmann::json event = {{"event", "epoch"}, {"task", task}, {"epoch", epoch}, {"steps", steps_per_epoch}, {"seconds", secs},
+                            {"samples_per_second", secs > 0 ? double(n) / secs : 0.0}};
+    for (size_t i = 0; i < loss_terms_.size(); ++i) event["loss_" + loss_terms_[i]] = mean_loss(i);
+    log_.append(event);
+  }
+}
+
+// Which tokens of each new-data sample survive this step.
+TokenKeep SequentialLoop::drop_tokens(int64_t task, int64_t epoch, int64_t step, const torch::Tensor& images_u8, const torch::Tensor& ids) {
+  const int64_t B = images_u8.size(0);
+  const int64_t kept = tokens_kept(1.0 - st_.token_drop, num_tokens_);
+  // Joint selection keeps 1..T tokens per memory sample. New data then keeps a count drawn
+  // from the memory's own counts, so sequence length (drop fill) or the number of filled
+  // tokens does not tell replayed from new samples (with a fixed count the model learned
+  // that shortcut and scored 0 % on each new task's full test images).
+  torch::Tensor counts;
+  if (st_.fractions.joint && !buffer_.empty()) {
+    auto gen = make_generator(seed(), "token_drop_counts", {task, epoch, step});
+    counts = buffer_.counts().index_select(0, torch::randint(buffer_.size(), {B}, gen, torch::kInt64));
+  }
+  auto choose = [&](const torch::Tensor& scores, const torch::Tensor& tie_keys) {
+    return counts.defined() ? top_tokens(scores, counts, tie_keys) : top_tokens(scores, kept, tie_keys);
+  };
+  TokenKeep keep;
+  if (cfg_.train.token_drop_policy == TokenDropPolicy::MemoryTokens) {
+    // The tokens the memory's selector would keep, scored by the current model.
+    auto rel = sample_relevance(*learner_, *token_selector_, *data_.train, ids, images_u8, cfg_.memory.target);
+    keep.positions = choose(rel, token_tie_keys(ids, num_tokens_, seed()));
+  } else {
+    auto gen = make_generator(seed(), "token_drop", {task, epoch, step});
+    keep.positions = choose(torch::rand({B, num_tokens_}, gen), torch::Tensor());
+  }
+  keep.fill = cfg_.memory.fill;
+  keep.rescale = cfg_.train.token_drop_rescale ? 1.0 / (1.0 - st_.token_drop) : 1.0;
+  return keep;
+}
+
+torch::Tensor SequentialLoop::training_step(int64_t task, int64_t epoch, int64_t step, int64_t step_in_task, const torch::Tensor& images_u8,
+                                            const torch::Tensor& ids, double lr) {
+  optimizer_->zero_grad();
+  Batch batch;
+  batch.images = images_u8;
+  batch.labels = data_.train->labels().index_select(0, ids);
+  if (data_.train->has_payload()) batch.payload = data_.train->payloads(ids);
+  if (st_.token_drop > 0.0) batch.keep = drop_tokens(task, epoch, step, images_u8, ids);
+  StepLoss loss;
+  {
+    AutocastScope amp(device_, bf16_);
+    const auto replay = replay_batch(task, step_in_task);
+    loss = learner_->step_loss(task, batch, replay ? &*replay : nullptr);
+  }
+  if (loss.terms.size() != loss_terms_.size()) throw_run("learner {} returned {} loss terms, declared {}", learner_->kind(), loss.terms.size(), loss_terms_.size());
+  torch::Tensor total;
+  std::vector<torch::Tensor> parts;
+  for (const auto& [name, term] : loss.terms) {
+    if (term.defined()) total = total.defined() ? total + term : term;
+    parts.push_back(term.defined() ? term.detach().to(torch::kFloat64) : torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_)));
+  }
+  if (!total.defined()) throw_run("learner {} returned no loss", learner_->kind());
+  total.backward();
+  if (cfg_.train.grad_clip > 0) {
+    std::vector<torch::Tensor> params;
+    for (const auto& [name, p] : learner_->trainable_parameters()) params.push_back(p);
+    clip_grad_norm(params, cfg_.train.grad_clip);
+  }
+  optimizer_->step(lr);
+  return torch::stack(parts);
+}
+
+std::optional<Batch> SequentialLoop::replay_batch(int64_t task, int64_t step_in_task) {
+  const bool cumulative = cfg_.memory.strategy == MemoryStrategy::Cumulative;
+  const int64_t n = cumulative ? (st_.cumulative_indices.defined() ? st_.cumulative_indices.size(0) : 0) : buffer_.size();
+  if (!st_.fractions.uses_memory || n == 0) return std::nullopt;
+  // The buffer is cycled: replay sample q of this task is element q % n of permutation q / n.
+  const int64_t R = cfg_.train.replay_batch_size;
+  const int64_t q0 = step_in_task * R;
+  std::vector<int64_t> picks;
+  picks.reserve(size_t(R));
+  torch::Tensor perm;
+  int64_t perm_cycle = -1;
+  for (int64_t q = q0; q < q0 + R; ++q) {
+    const int64_t cycle = q / n;
+    if (cycle != perm_cycle) {
+      auto gen = make_generator(seed(), "replay", {task, cycle});
+      perm = torch::randperm(n, gen, torch::kInt64);
+      perm_cycle = cycle;
+    }
+    picks.push_back(perm.data_ptr<int64_t>()[q % n]);
+  }
+  auto idx = torch::tensor(picks, torch::kInt64);
+  Batch b;
+  if (cumulative) {
+    auto ds = st_.cumulative_indices.index_select(0, idx);
+    b.images = data_.train->images(ds);
+    b.labels = data_.train->labels().index_select(0, ds);
+    if (data_.train->has_payload()) b.payload = data_.train->payloads(ds);
+    return b;
+  }
+  const FillMode fill = cfg_.memory.fill;
+  const bool drop = fill == FillMode::Drop;
+  auto g = buffer_.gather(idx, !drop, drop);
+  b.images = g.images;
+  b.patches = g.patches;
+  b.labels = g.labels;
+  b.payload = g.payload;
+  b.keep.positions = g.positions;
+  b.keep.fill = fill;
+  b.keep.rescale = cfg_.train.token_drop_rescale && st_.replay_token_fraction < 1.0 ? 1.0 / st_.replay_token_fraction : 1.0;
+  if (cfg_.memory.use_weights && buffer_.has_weights()) b.weights = g.weights;
+  return b;
+}
+
+void SequentialLoop::evaluate(int64_t task) {
+  const auto t0 = Clock::now();
+  std::vector<TaskScores> scores;
+  {
+    AutocastScope amp(device_, bf16_);
+    scores = learner_->evaluate(*data_.test, task + 1, cfg_.train.eval_batch_size);
+  }
+  auto& record = st_.record;
+  record.set_row(task, scores);
+  const double secs = seconds_since(t0);
+  record.timing[size_t(task)].eval_seconds = secs;
+  const MetricSpec& primary = record.primary();
+  const auto& row = record.matrix(primary.name)[size_t(task)];
+  const double scale = primary.percent ? 100.0 : 1.0;
+  std::string text;
+  double avg = 0;
+  for (int64_t j = 0; j <= task; ++j) {
+    text += fmt::format("{}{:.1f}", j ? " " : "", scale * row[size_t(j)]);
+    avg += row[size_t(j)];
+  }
+  avg /= double(task + 1);
+  Console::get().info("task {} evaluated: {} per task [{}]{}, average {:.2f}{} ({:.1f} s)", task, primary.title, text, primary.percent ? " %" : "",
+                      scale * avg, primary.percent ? " %" : "", secs);
+  nlohmann::json event = {{"event", "eval"}, {"task", task}, {"average_accuracy", avg}, {"seconds", secs}};
+  nlohmann::json by_metric = nlohmann::json::object();
+  for (const auto& spec : record.metric_specs) {
+    const auto& r = record.matrix(spec.name)[size_t(task)];
+    nlohmann::json values = nlohmann::json::array();
+    // The primary metric up to this task; the others over every task (task-IL scores tasks
+    // not trained yet with the head rows they will get).
+    const size_t end = &spec == &primary ? size_t(task) + 1 : r.size();
+    for (size_t j = 0; j < end; ++j) values.push_back(std::isfinite(r[j]) ? nlohmann::json(r[j]) : nlohmann::json(nullptr));
+    by_metric[spec.name] = values;
+  }
+  event["scores"] = by_metric;
+  log_.append(event);
+}
+
+void SequentialLoop::select_memory(int64_t task) {
+  if (!st_.fractions.uses_memory) return;
+  const auto t0 = Clock::now();
+  auto& timing = st_.record.timing[size_t(task)];
+  if (cfg_.memory.strategy == MemoryStrategy::Cumulative) {
+    const auto idx = split_.task_indices(*data_.train, task);
+    st_.cumulative_indices = st_.cumulative_indices.defined() ? torch::cat({st_.cumulative_indices, idx}) : idx;
+    timing.selection_seconds = seconds_since(t0);
+    return;
+  }
+  auto settings = selection_settings(cfg_.memory, st_.fractions, seed(), cfg_.train.eval_batch_size, cfg_.train.token_drop_rescale);
+  if (st_.fractions.budget_bytes) {
+    int64_t remaining = 0;
+    for (size_t u = size_t(task); u < task_samples_.size(); ++u) remaining += task_samples_[u];
+    settings.budget_bytes = task_byte_share(*st_.fractions.budget_bytes, buffer_.bytes(), task_samples_[size_t(task)], remaining);
+  }
+  auto rep = select_task_memory(*learner_, *data_.train, split_, task, *coreset_, *token_selector_, settings, buffer_);
+  if (crash_points_enabled()) crash_point("selection");
+  const double secs = seconds_since(t0);
+  timing.selection_seconds = secs;
+  Console::get().info("task {} memory: kept {} samples x {} tokens (coreset {:.1f} s, attribution {:.1f} s); buffer {} samples, {} bytes", task,
+                      rep.samples, rep.samples ? rep.tokens / rep.samples : 0, rep.coreset_seconds, rep.attribution_seconds, buffer_.size(),
+                      buffer_.bytes());
+  nlohmann::json trials = nlohmann::json::array();
+  for (const auto& t : rep.trials)
+    trials.push_back({{"tokens", t.tokens}, {"samples", t.samples}, {"bytes", t.bytes}, {"holdout_loss", t.holdout_loss}});
+  log_.append({{"event", "selection"}, {"task", task}, {"samples", rep.samples}, {"tokens", rep.tokens}, {"per_class", rep.per_class},
+               {"buffer_samples", buffer_.size()}, {"buffer_tokens", buffer_.tokens()}, {"buffer_bytes", buffer_.bytes()},
+               {"added_bytes", rep.added_bytes}, {"budget_bytes", rep.budget_bytes}, {"tokens_per_sample", rep.tokens_per_sample},
+               {"split_trials", trials}, {"split_seconds", rep.split_seconds},
+               {"coreset_seconds", rep.coreset_seconds}, {"attribution_seconds", rep.attribution_seconds}});
+  if (st_.fractions.budget_bytes && rep.samples > 0) {
+    // The chosen split sets the replay rescale and (token_drop: auto) the drop rate of the next tasks.
+    st_.replay_token_fraction = double(buffer_.tokens()) / double(buffer_.size() * num_tokens_);
+    const double k_task = double(rep.tokens) / double(rep.samples * num_tokens_);
+    if (cfg_.train.token_drop.is_auto && keeps_partial_samples(cfg_.memory.strategy)) st_.token_drop = std::min(1.0 - k_task, 1.0 - 1.0 / double(num_tokens_));
+    int64_t seen = 0;
+    for (int64_t u = 0; u <= task; ++u) seen += task_samples_[size_t(u)];
+    st_.fractions.sample_fraction = double(buffer_.size()) / double(seen);
+    st_.fractions.token_fraction = st_.replay_token_fraction;
+    st_.fractions.retention = st_.fractions.sample_fraction * st_.fractions.token_fraction;
+  }
+}
+
+void SequentialLoop::update_memory_stats(int64_t tasks_done) {
+  const auto shape = data_.train->shape();
+  MemoryStats m;
+  for (int64_t t = 0; t < tasks_done; ++t) m.dataset_samples += split_.task_indices(*data_.train, t).size(0);
+  m.dataset_tokens = m.dataset_samples * num_tokens_;
+  m.dataset_bytes = m.dataset_samples * (shape.bytes() + 4);  // pixels + an int32 label
+  if (cfg_.memory.strategy == MemoryStrategy::Cumulative) {
+    m.samples = m.dataset_samples;
+    m.tokens = m.dataset_tokens;
+    m.bytes = m.dataset_bytes;
+  } else {
+    m.samples = buffer_.size();
+    m.tokens = buffer_.tokens();
+    m.bytes = buffer_.bytes();
+  }
+  st_.record.memory = m;
+}
+
+void SequentialLoop::write_outputs(bool final) {
+  write_file_atomic(dir_ / "metrics.json", metrics_json(st_.record, st_.fractions).dump(2) + "\n");
+  write_file_atomic(dir_ / "summary.md", summary_markdown(st_.record, cfg_, st_.fractions));
+  if (final) {
+    buffer_.save(dir_ / "buffer.safetensors");
+    if (cfg_.output.save_model) {
+      learner_->save_weights(dir_ / "model.safetensors", {{"cts.class_order", fmt::format("{}", fmt::join(split_.class_order, ","))}, {"cts.config", cfg_.name}});
+    }
+  }
+}
+
+void SequentialLoop::checkpoint(int64_t task, int64_t epoch, int64_t step, bool task_complete) {
+  CheckpointData d;
+  d.task = task;
+  d.epoch = epoch;
+  d.step = step;
+  d.task_complete = task_complete;
+  d.learner = learner_->state_info();
+  for (const auto& [k, v] : learner_->state_tensors()) d.tensors["model." + k] = v;
+  if (!task_complete && optimizer_)
+    for (const auto& [k, v] : optimizer_->state()) d.tensors["optim." + k] = v;
+  save_loop_state(st_, cfg_, st_.seconds_before + seconds_since(run_start_), d);
+  // The record goes in first and the checkpoint remembers the log's size with it: a resume
+  // cuts the log back to exactly this point.
+  log_.append({{"event", "checkpoint"}, {"task", task}, {"epoch", epoch}, {"step", step}, {"task_complete", task_complete}});
+  d.log_bytes = static_cast<int64_t>(log_.size());
+  save_checkpoint(dir_, d, [&](const std::filesystem::path& p) { buffer_.save(p); });
+}
+
+void SequentialLoop::restore(const CheckpointData& ck) {
+  check_same_experiment(ck, cfg_, dir_);
+  std::map<std::string, torch::Tensor> tensors;
+  for (const auto& [k, v] : ck.tensors)
+    if (k.rfind("model.", 0) == 0) tensors[k.substr(6)] = v;
+  try {
+    learner_->load_state(ck.learner, tensors);
+  } catch (const InputError& e) {
+    throw_input("checkpoint in {}: {}", dir_.string(), e.what());
+  } catch (const nlohmann::json::exception& e) {
+    throw_input("checkpoint in {}: the learner's state record is malformed: {}", dir_.string(), e.what());
+  }
+  load_loop_state(ck, device_, st_);
+  if (st_.loss_sums.size() != loss_terms_.size()) {
+    throw_input("checkpoint in {}: {} loss sums for the {} loss terms of the {} learner", dir_.string(), st_.loss_sums.size(), loss_terms_.size(),
+                learner_->kind());
+  }
+  global_step_ = 0;
+  for (const auto& t : st_.record.timing) global_step_ += t.steps;
+  buffer_ = TokenBuffer::load(ck.buffer_file);
+  if (!ck.task_complete) {
+    optimizer_ = std::make_unique<Optimizer>(learner_->trainable_parameters(), optimizer_options());
+    std::map<std::string, torch::Tensor> state;
+    for (const auto& [k, v] : ck.tensors)
+      if (k.rfind("optim.", 0) == 0) state[k.substr(6)] = v.to(device_);
+    optimizer_->load_state(state);
+  }
+}
+
+}  // namespace
+
+RunSummary run_experiment(const Config& config, const RunOptions& options) {
+  SequentialLoop loop(config, options);
+  return loop.run();
+}
+
+}  // namespace cts

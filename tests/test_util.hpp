@@ -1,0 +1,127 @@
+// The one shared helper header of the test suite (tests/unit/<part>/ mirrors src/<part>/):
+// temporary folders, files, JSON, error messages, binary formats written by hand, a tiny ViT,
+// running the cts binary and Python.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "cts/core/error.hpp"
+#include "cts/models/vit.hpp"
+
+namespace cts::test {
+
+// A fresh temporary folder removed at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    auto base = std::filesystem::temp_directory_path() / "cts-tests";
+    std::filesystem::create_directories(base);
+    std::string tmpl = (base / "XXXXXX").string();
+    char* made = mkdtemp(tmpl.data());
+    if (!made) throw std::runtime_error("mkdtemp failed");
+    path_ = made;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline void write_text(const std::filesystem::path& p, const std::string& text) {
+  std::filesystem::create_directories(p.parent_path());
+  std::ofstream out(p, std::ios::binary);
+  out << text;
+}
+
+inline std::string read_text(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+inline nlohmann::json read_json(const std::filesystem::path& p) { return nlohmann::json::parse(read_text(p)); }
+
+// The message of the InputError f() throws; "<accepted>" when f() throws nothing, and
+// "<not an InputError: ...>" for any other exception.
+template <class F>
+std::string input_error(F&& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("<not an InputError: ") + e.what() + ">";
+  }
+  return "<accepted>";
+}
+
+// Binary formats by hand: big-endian 32 bit (idx headers), little-endian 64 bit (safetensors
+// header length), an idx file of unsigned bytes (data as bytes or values).
+inline std::string be32(uint32_t v) { return {char(v >> 24), char((v >> 16) & 255), char((v >> 8) & 255), char(v & 255)}; }
+inline std::string le64(uint64_t n) {
+  std::string s(8, '\0');
+  for (int i = 0; i < 8; ++i) s[size_t(i)] = char((n >> (8 * i)) & 0xFF);
+  return s;
+}
+inline std::string idx_bytes(const std::vector<uint32_t>& dims, const std::string& data) {
+  std::string s{char(0), char(0), char(8), char(dims.size())};
+  for (auto d : dims) s += be32(d);
+  return s + data;
+}
+inline std::string idx_file(const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data) {
+  return idx_bytes(dims, std::string(data.begin(), data.end()));
+}
+
+// A small ViT: 16 px RGB, patch 4 (16 tokens), D 32, 2 blocks of 4 heads, 5 classes.
+inline ViTConfig tiny_vit_config() {
+  ViTConfig c = vit_preset("vit_nano_patch4_28");
+  c.img_size = 16, c.patch_size = 4, c.in_chans = 3, c.embed_dim = 32, c.depth = 2, c.num_heads = 4, c.num_classes = 5;
+  return c;
+}
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout + stderr
+};
+
+// Runs a shell command, capturing its output.
+inline CommandResult run_command(const std::string& command) {
+  CommandResult r;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (!pipe) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) r.output.append(buf, n);
+  const int status = pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+inline CommandResult run_cts(const std::string& args) { return run_command(std::string(CTS_BINARY) + " " + args); }
+
+inline std::string source_dir() { return CTS_SOURCE_DIR; }
+
+// True if Debian's python3 with torch is usable for reference computations.
+inline bool python_torch_available() {
+  static int cached = -1;
+  if (cached < 0) cached = run_command(std::string(CTS_PYTHON) + " -c 'import torch, numpy'").exit_code == 0 ? 1 : 0;
+  return cached == 1;
+}
+
+inline CommandResult run_python(const std::string& script, const std::string& args) {
+  return run_command(std::string(CTS_PYTHON) + " " + source_dir() + "/tests/python/" + script + " " + args);
+}
+
+}  // namespace cts::test
