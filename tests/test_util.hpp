@@ -5,11 +5,17 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <zlib.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -123,5 +129,78 @@ inline bool python_torch_available() {
 inline CommandResult run_python(const std::string& script, const std::string& args) {
   return run_command(std::string(CTS_PYTHON) + " " + source_dir() + "/tests/python/" + script + " " + args);
 }
+
+
+// ---------------------------------------------------------------- hostile inputs
+// Expects an InputError whose message holds every one of `parts`.
+inline void expect_error(const std::string& what, const std::function<void()>& f, const std::vector<std::string>& parts) {
+  const std::string msg = input_error(f);
+  for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << what << ": '" << p << "' missing from: " << msg;
+}
+
+inline std::string gzip(const std::string& content) {
+  z_stream z{};
+  deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+  std::string out(deflateBound(&z, uLong(content.size())) + 32, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(content.data()));
+  z.avail_in = uInt(content.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = uInt(out.size());
+  deflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
+}
+
+// Truncation at every length (or a sample of lengths for long files) and seeded 1-4 byte
+// flips: each variant is parsed, and anything but success or InputError fails the test.
+inline void sweep(const std::string& what, const std::string& good, const std::function<void(const std::string&)>& parse) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::mt19937_64 rng(std::hash<std::string>{}(what));
+  int accepted = 0, rejected = 0;
+  auto one = [&](const std::string& bytes, const std::string& variant) {
+    const std::string r = input_error([&] { parse(bytes); });
+    if (r == "<accepted>") ++accepted;
+    else if (r.rfind("<not an InputError", 0) == 0) ADD_FAILURE() << what << ", " << variant << ": " << r;
+    else ++rejected;
+  };
+  const size_t step = std::max<size_t>(1, good.size() / 300);
+  for (size_t n = 0; n < good.size(); n += step) one(good.substr(0, n), fmt::format("truncated to {} bytes", n));
+  for (int i = 0; i < 2000; ++i) {
+    std::string m = good;
+    const int flips = 1 + int(rng() % 4);
+    std::string desc = "flipped";
+    for (int k = 0; k < flips; ++k) {
+      const size_t at = rng() % m.size();
+      const char v = char(rng() & 0xFF);
+      m[at] = v;
+      desc += fmt::format(" [{}]={:02x}", at, static_cast<unsigned char>(v));
+    }
+    one(m, desc);
+  }
+  EXPECT_GT(rejected, 0) << what;  // the sweep reached the checks
+  ::testing::Test::RecordProperty(what + "_accepted", accepted);
+  ::testing::Test::RecordProperty(what + "_ms", int(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()));
+}
+
+// An in-memory file (memfd) reachable by path, so the file-based parsers read each variant
+// without touching the disk.
+class MemFile {
+ public:
+  MemFile() : fd_(::memfd_create("cts-hostile", MFD_CLOEXEC)) {
+    if (fd_ < 0) throw std::runtime_error("memfd_create failed");
+    path_ = "/proc/self/fd/" + std::to_string(fd_);
+  }
+  ~MemFile() { ::close(fd_); }
+  const std::filesystem::path& set(const std::string& bytes) {
+    if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, bytes.data(), bytes.size(), 0) != ssize_t(bytes.size())) throw std::runtime_error("memfd write failed");
+    return path_;
+  }
+
+ private:
+  int fd_;
+  std::filesystem::path path_;
+};
+
 
 }  // namespace cts::test

@@ -1,58 +1,29 @@
-// Hostile input for every parser (idx, CIFAR, JPEG, PNG, safetensors and the token buffer
-// on top of it, YAML config, class lists): truncated, oversized-claimed-size, wrong-magic and
-// inconsistent files must give an InputError naming the file and the offset or field, with
-// what was expected and what was found; a header's claimed size must be checked against
-// the file before anything is allocated. Then a deterministic mutation sweep (every
-// truncation length, seeded byte flips) over a valid file of each format: the parser may
-// accept or raise InputError, nothing else (the fuzz targets in fuzz/ go further).
-#include <sys/mman.h>
+// Hostile input for the data parsers (idx, CIFAR, JPEG, PNG, class lists). Truncated, oversized-claimed-size, wrong-magic and inconsistent files must give
+// an InputError naming the file and the offset or field, with what was expected and what was
+// found; a header's claimed size is checked against the file before anything is allocated.
+// Then a deterministic mutation sweep (every truncation length, seeded byte flips) over a
+// valid file: the parser may accept or raise InputError, nothing else (fuzz/ goes further).
 #include <torch/torch.h>
-#include <unistd.h>
-#include <zlib.h>
 
-#include <chrono>
-#include <functional>
-#include <random>
-
-#include "cts/config/config.hpp"
 #include "cts/core/error.hpp"
-#include "cts/core/safetensors.hpp"
 #include "cts/data/cifar.hpp"
 #include "cts/data/idx.hpp"
 #include "cts/data/image_codec.hpp"
 #include "cts/data/image_folder.hpp"
-#include "cts/memory/token_buffer.hpp"
 #include "test_util.hpp"
 
 namespace cts {
 namespace {
 
+using test::expect_error;
+using test::MemFile;
+using test::sweep;
 using test::TempDir;
+namespace fs = std::filesystem;
+
 using test::be32;
 using test::idx_bytes;
 using test::input_error;
-using test::le64;
-namespace fs = std::filesystem;
-
-// Expects an InputError whose message holds every one of `parts`.
-void expect_error(const std::string& what, const std::function<void()>& f, const std::vector<std::string>& parts) {
-  const std::string msg = input_error(f);
-  for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << what << ": '" << p << "' missing from: " << msg;
-}
-
-std::string gzip(const std::string& content) {
-  z_stream z{};
-  deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
-  std::string out(deflateBound(&z, uLong(content.size())) + 32, '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(content.data()));
-  z.avail_in = uInt(content.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = uInt(out.size());
-  deflate(&z, Z_FINISH);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return out;
-}
 
 // ---------------------------------------------------------------- idx
 TEST(HostileInput, Idx) {
@@ -77,15 +48,15 @@ TEST(HostileInput, Idx) {
   expect_error("claims 216 TB", read(idx_bytes({60000, 60000, 60000}, "abc")), {f, "not a plausible idx file"});
   expect_error("claims 1 GB, raw", read(idx_bytes({1000, 1000, 1000}, "abc")),
                {f, "truncated", "dimensions 1000 x 1000 x 1000", "declares 1000000000 data bytes after its 16-byte header, the file holds 3"});
-  expect_error("claims 1 GB, gzip", read(gzip(idx_bytes({1000, 1000, 1000}, "abc"))),
+  expect_error("claims 1 GB, gzip", read(test::gzip(idx_bytes({1000, 1000, 1000}, "abc"))),
                {f, "truncated", "declares 1000000000 data bytes, the decompressed file holds 3"});
   expect_error("trailing data, raw", read(idx_bytes({2, 2}, "abcdef")), {f, "trailing data", "declares 4 data bytes", "holds 6"});
-  expect_error("trailing data, gzip", read(gzip(idx_bytes({2, 2}, "abcdef"))), {f, "trailing data after the 4 bytes"});
+  expect_error("trailing data, gzip", read(test::gzip(idx_bytes({2, 2}, "abcdef"))), {f, "trailing data after the 4 bytes"});
   // A gzip stream with a corrupt deflate block.
-  std::string gz = gzip(idx_bytes({64}, std::string(64, 'q')));
+  std::string gz = test::gzip(idx_bytes({64}, std::string(64, 'q')));
   gz[gz.size() / 2] = char(gz[gz.size() / 2] ^ 0x5A);
   EXPECT_NE(input_error(read(gz)).find(f), std::string::npos) << input_error(read(gz));
-  EXPECT_NE(input_error(read(gzip(idx_bytes({64}, std::string(64, 'q'))).substr(0, 20))).find(f), std::string::npos);
+  EXPECT_NE(input_error(read(test::gzip(idx_bytes({64}, std::string(64, 'q'))).substr(0, 20))).find(f), std::string::npos);
 
   // Inconsistent image/label pairs.
   test::write_text(dir / "train-images-idx3-ubyte", idx_bytes({2, 4}, std::string(8, 'a')));
@@ -202,106 +173,6 @@ TEST(HostileInput, Png) {
   }, {"a.png", "corrupt PNG"});
 }
 
-// ---------------------------------------------------------------- safetensors + buffer
-TEST(HostileInput, SafetensorsAndBuffer) {
-  TempDir dir;
-  const auto p = dir / "x.safetensors";
-  const std::string f = p.string();
-  auto load = [&](const std::string& header, const std::string& data) {
-    test::write_text(p, le64(header.size()) + header + data);
-    return [&] { load_safetensors(p); };
-  };
-  expect_error("too short", [&] { test::write_text(p, "abc"); load_safetensors(p); }, {f, "3 bytes", "at least the 8-byte header length"});
-  expect_error("header length past the end", [&] { test::write_text(p, le64(1ull << 60) + "{}"); load_safetensors(p); },
-               {f, "header length 1152921504606846976 at offset 0 exceeds the 2 bytes that follow"});
-  expect_error("wrong magic (a zip file)", [&] { test::write_text(p, "PK\x03\x04" + std::string(40, 'z')); load_safetensors(p); },
-               {f, "header length", "exceeds"});
-  expect_error("not JSON", load("{\"x\": [1, 2", ""), {f, "header (bytes 8..19) is not valid JSON"});
-  expect_error("not an object", load("[1,2]", ""), {f, "must be a JSON object, found array"});
-  expect_error("missing field", load(R"({"x":{"dtype":"U8","shape":[1]}})", "a"), {f, "tensor 'x' must have dtype, shape and data_offsets"});
-  expect_error("unknown dtype", load(R"({"x":{"dtype":"F8_E4M3","shape":[1],"data_offsets":[0,1]}})", "a"),
-               {f, "tensor 'x': dtype 'F8_E4M3' is not supported", "accepted: F64"});
-  expect_error("shape vs offsets", load(R"({"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, '\0')),
-               {f, "tensor 'x': shape needs 12 bytes of F32 but data_offsets span 8"});
-  expect_error("offsets beyond the data", load(R"({"x":{"dtype":"U8","shape":[16],"data_offsets":[0,16]}})", "abcd"),
-               {f, "data_offsets [0, 16] outside the 4-byte data section"});
-  expect_error("end before begin", load(R"({"x":{"dtype":"U8","shape":[0],"data_offsets":[3,1]}})", "abcd"), {f, "data_offsets [3, 1]"});
-  // Oversized claims: 2^64-ish element counts, and a dimension above int64 with a zero beside it.
-  expect_error("numel overflow", load(R"({"x":{"dtype":"U8","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,4]}})", "abcd"),
-               {f, "tensor 'x': shape [4294967296,4294967296,4294967296] overflows"});
-  expect_error("dimension above int64", load(R"({"x":{"dtype":"U8","shape":[0,18446744073709551615],"data_offsets":[0,0]}})", ""),
-               {f, "overflows"});
-  std::string dims200;
-  for (int i = 0; i < 200; ++i) dims200 += i ? ",1" : "1";
-  expect_error("too many dimensions", load(R"({"x":{"dtype":"U8","shape":[)" + dims200 + R"(],"data_offsets":[0,1]}})", "a"),
-               {f, "tensor 'x': shape has 200 dimensions; at most 64"});
-  // Overlap hidden behind an empty tensor between the two.
-  expect_error("overlap", load(R"({"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]},"b":{"dtype":"U8","shape":[0],"data_offsets":[4,4]},)"
-                               R"("c":{"dtype":"U8","shape":[8],"data_offsets":[4,12]}})",
-                               std::string(12, 'x')),
-               {f, "tensors 'a' (data_offsets [0, 8]) and 'c' ([4, 12]) overlap"});
-  expect_error("metadata not strings", load(R"({"__metadata__":{"n":3}})", ""), {f, "__metadata__[\"n\"] must be a string, found number"});
-
-  // The token buffer: a valid file, then inconsistent variants of it.
-  TokenBuffer b(1, 8, 4);  // 4 tokens per image
-  auto pos = torch::tensor({{0, 3}, {1, -1}}, torch::kInt64);
-  b.add(torch::full({2, 1, 8, 8}, 9, torch::kUInt8), torch::tensor({1, 2}), 0, pos);
-  const auto good = dir / "buffer.safetensors";
-  b.save(good);
-  ASSERT_EQ(TokenBuffer::load(good).tokens(), 3);
-  auto rewrite = [&](const std::function<void(std::vector<SafetensorsTensor>&, std::map<std::string, std::string>&)>& edit) {
-    auto file = load_safetensors(good);
-    std::vector<SafetensorsTensor> t;
-    for (const auto& e : file.entries) t.push_back({e.name, file.at(e.name), e.dtype == "U16" ? "U16" : ""});
-    auto meta = file.metadata;
-    edit(t, meta);
-    save_safetensors(p, t, meta);
-    return [&] { TokenBuffer::load(p); };
-  };
-  auto set = [](std::vector<SafetensorsTensor>& t, const std::string& name, const torch::Tensor& v, const std::string& dtype = "") {
-    for (auto& x : t)
-      if (x.name == name) x.tensor = v, x.dtype = dtype;
-  };
-  expect_error("counts do not sum to the patches", rewrite([&](auto& t, auto&) { set(t, "counts", torch::tensor({2, 2}), "U16"); }),
-               {f, "counts sum to 4 but there are 3 patches"});
-  expect_error("position beyond the image", rewrite([&](auto& t, auto&) { set(t, "positions", torch::tensor({0, 3, 4}), "U16"); }),
-               {f, "positions must be in [0, 4)", "found [0, 4]"});
-  expect_error("negative position", rewrite([&](auto& t, auto&) { set(t, "positions", torch::tensor({0, -3, 1}, torch::kInt32)); }),
-               {f, "positions must be in [0, 4)", "found [-3, 1]"});
-  expect_error("float labels", rewrite([&](auto& t, auto&) { set(t, "labels", torch::tensor({1.5f, NAN})); }),
-               {f, "labels must hold integers", "found Float"});
-  expect_error("missing tensor", rewrite([&](auto& t, auto&) { t.pop_back(); }), {f, "has no tensor 'tasks'"});
-  expect_error("huge image_size", rewrite([&](auto&, auto& m) { m["image_size"] = "9000000000000000000"; m["patch_size"] = "1"; }),
-               {f, "image_size 9000000000000000000, patch_size 1", "patch_size x (1..256)"});
-  expect_error("image_size not a number", rewrite([&](auto&, auto& m) { m["image_size"] = "8px"; }), {f, "metadata image_size = '8px' is not a positive integer"});
-  expect_error("patches of another size", rewrite([&](auto&, auto& m) { m["patch_size"] = "2"; }), {f, "patches must be U8 [tokens, 1, 2, 2]"});
-}
-
-// ---------------------------------------------------------------- YAML config
-TEST(HostileInput, YamlConfig) {
-  TempDir dir;
-  const auto p = dir / "exp.yaml";
-  auto load = [&](const std::string& text) {
-    test::write_text(p, text);
-    return [&] { load_config(p); };
-  };
-  const std::string f = p.string();
-  expect_error("unclosed flow mapping", load("data: {name: synthetic\nseed: 1\n"), {f, "invalid YAML"});
-  expect_error("tab indentation", load("data:\n\tname: mnist\n"), {f, "line 2", "invalid YAML"});
-  expect_error("a list, not a mapping", load("- seed\n- 1\n"), {f, "a config must be a YAML mapping"});
-  expect_error("binary junk", load(std::string("\x00\x01\x02\xff\xfe", 5)), {f});
-  expect_error("deep nesting", load("seed: " + std::string(20000, '[') + std::string(20000, ']') + "\n"), {f});
-  expect_error("integer too large", load("seed: 99999999999999999999999\n"), {f, "line 1", "seed must be an integer, got '99999999999999999999999'"});
-  expect_error("nan", load("train: {lr: .nan}\n"), {f, "train.lr must be a finite number"});
-  expect_error("duplicate key", load("seed: 1\nseed: 2\n"), {f, "line 2", "key 'seed' is given twice"});
-  expect_error("section is a scalar", load("train: fast\n"), {f, "line 1", "'train' must be a mapping of keys"});
-  expect_error("non-scalar key", load("? [a, b]\n: 1\n"), {f, "keys must be plain names"});
-  expect_error("anchor loop of aliases", load("a: &x [*x]\n"), {f});
-  expect_error("alias bomb", load("x: &a [1, 1, 1, 1, 1, 1, 1, 1]\ny: &b [*a, *a, *a, *a, *a, *a, *a, *a]\nz: &c [*b, *b, *b, *b, *b, *b, *b, *b]\n"
-                                  "data: {class_order: [*c, *c, *c, *c, *c, *c, *c, *c]}\n"),
-               {f, "unknown key"});
-}
-
 // ---------------------------------------------------------------- class lists
 TEST(HostileInput, ClassList) {
   TempDir dir;
@@ -334,75 +205,16 @@ TEST(HostileInput, ClassList) {
 }
 
 // ---------------------------------------------------------------- mutation sweep
-// Truncation at every length (or a sample of lengths for long files) and seeded 1-4 byte
-// flips: each variant is parsed, and anything but success or InputError fails the test.
-void sweep(const std::string& what, const std::string& good, const std::function<void(const std::string&)>& parse) {
-  const auto t0 = std::chrono::steady_clock::now();
-  std::mt19937_64 rng(std::hash<std::string>{}(what));
-  int accepted = 0, rejected = 0;
-  auto one = [&](const std::string& bytes, const std::string& variant) {
-    const std::string r = input_error([&] { parse(bytes); });
-    if (r == "<accepted>") ++accepted;
-    else if (r.rfind("<not an InputError", 0) == 0) ADD_FAILURE() << what << ", " << variant << ": " << r;
-    else ++rejected;
-  };
-  const size_t step = std::max<size_t>(1, good.size() / 300);
-  for (size_t n = 0; n < good.size(); n += step) one(good.substr(0, n), fmt::format("truncated to {} bytes", n));
-  for (int i = 0; i < 2000; ++i) {
-    std::string m = good;
-    const int flips = 1 + int(rng() % 4);
-    std::string desc = "flipped";
-    for (int k = 0; k < flips; ++k) {
-      const size_t at = rng() % m.size();
-      const char v = char(rng() & 0xFF);
-      m[at] = v;
-      desc += fmt::format(" [{}]={:02x}", at, static_cast<unsigned char>(v));
-    }
-    one(m, desc);
-  }
-  EXPECT_GT(rejected, 0) << what;  // the sweep reached the checks
-  ::testing::Test::RecordProperty(what + "_accepted", accepted);
-  ::testing::Test::RecordProperty(what + "_ms", int(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()));
-}
-
-// An in-memory file (memfd) reachable by path, so the file-based parsers read each variant
-// without touching the disk.
-class MemFile {
- public:
-  MemFile() : fd_(::memfd_create("cts-hostile", MFD_CLOEXEC)) {
-    if (fd_ < 0) throw std::runtime_error("memfd_create failed");
-    path_ = "/proc/self/fd/" + std::to_string(fd_);
-  }
-  ~MemFile() { ::close(fd_); }
-  const fs::path& set(const std::string& bytes) {
-    if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, bytes.data(), bytes.size(), 0) != ssize_t(bytes.size())) throw std::runtime_error("memfd write failed");
-    return path_;
-  }
-
- private:
-  int fd_;
-  fs::path path_;
-};
-
-TEST(HostileInput, MutationSweepNeverEscapesAsAnotherError) {
-  TempDir dir;
+TEST(HostileInput, DataFormatsMutationSweep) {
   MemFile file;
   auto via_file = [&](const std::function<void(const fs::path&)>& f) { return [&, f](const std::string& bytes) { f(file.set(bytes)); }; };
   std::string rows;
   for (int y = 0; y < 8; ++y) rows += std::string(1, char(y % 5)) + std::string(8, char(y * 30));
-  TokenBuffer b(3, 8, 4);
-  b.add(test_image(3, 8, 8).unsqueeze(0).expand({3, 3, 8, 8}).contiguous(), torch::tensor({1, 2, 3}), 1,
-        torch::tensor({{0, 2}, {1, 3}, {3, -1}}, torch::kInt64));
-  b.save(dir / "buffer.safetensors");
-  const std::string config = test::read_text(fs::path(test::source_dir()) / "configs" / "quickstart.yaml");
-
-  sweep("idx", idx_bytes({3, 4, 4}, std::string(48, 'k')), via_file([](const fs::path& p) { read_idx(p); }));
-  sweep("idx.gz", gzip(idx_bytes({3, 4, 4}, std::string(48, 'k'))), via_file([](const fs::path& p) { read_idx(p); }));
+  sweep("idx", test::idx_bytes({3, 4, 4}, std::string(48, 'k')), via_file([](const fs::path& p) { read_idx(p); }));
+  sweep("idx.gz", test::gzip(test::idx_bytes({3, 4, 4}, std::string(48, 'k'))), via_file([](const fs::path& p) { read_idx(p); }));
   sweep("cifar100", std::string("\x02\x05", 2) + std::string(3072, 'c'), via_file([](const fs::path& p) { read_cifar_files({p}, true, "c", {}); }));
   sweep("jpeg", encode_jpeg(test_image(3, 16, 16), 80), [](const std::string& s) { decode_image(s, "x.jpg"); });
   sweep("png", png_file(8, 8, rows), [](const std::string& s) { decode_image(s, "x.png", 3); });
-  sweep("buffer", test::read_text(dir / "buffer.safetensors"), via_file([](const fs::path& p) { TokenBuffer::load(p); }));
-  sweep("config", config, [](const std::string& s) { parse_config(s, "quickstart.yaml"); });
   sweep("class list", "# ImageNet-100\nn01440764 tench\nn01443537 goldfish\n", via_file([](const fs::path& p) { read_class_list(p); }));
 }
 
