@@ -30,7 +30,7 @@ Config small_config(const std::vector<std::string>& sets = {}) {
   return c;
 }
 
-TEST(Trainer, WritesTheRunFolderContract) {
+TEST(Loop, WritesTheRunFolderContract) {
   TempDir dir;
   Console::get().set_quiet(true);
   RunOptions o;
@@ -87,7 +87,7 @@ TEST(Trainer, WritesTheRunFolderContract) {
   Console::get().set_quiet(false);
 }
 
-TEST(Trainer, ReplayBeatsFinetuneAndRunsAreDeterministic) {
+TEST(Loop, ReplayBeatsFinetuneAndRunsAreDeterministic) {
   TempDir dir;
   Console::get().set_quiet(true);
   auto run = [&](const std::string& name, const std::vector<std::string>& sets) {
@@ -114,7 +114,7 @@ TEST(Trainer, ReplayBeatsFinetuneAndRunsAreDeterministic) {
   EXPECT_GT(am.final_average_accuracy, fm.final_average_accuracy + 0.15);
 }
 
-TEST(Trainer, StopAndResumeIsBitIdentical) {
+TEST(Loop, StopAndResumeIsBitIdentical) {
   TempDir dir;
   Console::get().set_quiet(true);
   // The reference: uninterrupted.
@@ -151,7 +151,7 @@ TEST(Trainer, StopAndResumeIsBitIdentical) {
   for (const auto& e : mf.entries) EXPECT_TRUE(torch::equal(mf.at(e.name), mp.at(e.name))) << e.name;
 }
 
-TEST(Trainer, CumulativeAndCoresetAndDropFill) {
+TEST(Loop, CumulativeAndCoresetAndDropFill) {
   TempDir dir;
   Console::get().set_quiet(true);
   for (const auto& [name, sets] : std::vector<std::pair<std::string, std::vector<std::string>>>{
