@@ -47,5 +47,19 @@ void selection_args(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_Selection)->Apply(selection_args)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// CRAIG's distance-blocks path (N = 60 000 does not fit the 1 GiB matrix) on 1 and on 2
+// threads: the refresh's partial gains run on every torch thread, with the same selection.
+// state.range(0): N; state.range(1): threads.
+void BM_CraigBlocksThreads(benchmark::State& state) {
+  configure_threads(state.range(1));
+  SampleSelectorOptions o;
+  auto selector = make_sample_selector("craig", o);
+  const auto in = make_input(state.range(0));
+  for (auto _ : state) benchmark::DoNotOptimize(selector->select(in));
+  configure_threads(0);
+  state.SetLabel("craig N=" + std::to_string(state.range(0)) + " keep " + std::to_string(in.budget) + ", " + std::to_string(state.range(1)) + " thread(s)");
+}
+BENCHMARK(BM_CraigBlocksThreads)->Args({30000, 1})->Args({30000, 2})->Args({60000, 1})->Args({60000, 2})->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 }  // namespace
 }  // namespace cts

@@ -90,7 +90,7 @@ void visit_config(Config& c, V&& v) {
   v(c.train.token_drop, Field{"train.token_drop", "Probability of dropping each patch token of new-data samples during training: auto = 1 - memory token fraction (0 when the memory keeps whole samples).", nullptr, 0.0, 1.0});
   v(c.train.token_drop_rescale, Field{"train.token_drop_rescale", "Scale kept token embeddings by 1/(1-p) when dropping, like input dropout (the authors' code).", nullptr});
   v(c.train.token_drop_policy, Field{"train.token_drop_policy", "Which new-data tokens survive dropping: random (the paper: a fresh uniform choice per sample and step) or memory-tokens (the tokens memory.tokens would keep, scored with the current model on every batch; makes new data look like replayed data, see docs/results.md).", token_drop_policy_names});
-  v(c.train.eval_batch_size, Field{"train.eval_batch_size", "Batch size for evaluation and feature extraction.", nullptr, 1});
+  v(c.train.eval_batch_size, Field{"train.eval_batch_size", "Batch size of evaluation (batches run as parallel jobs, one per thread; small batches stay in cache: 64 measured fastest for vit_nano on 2 cores, see docs/performance.md).", nullptr, 1});
   v(c.train.log_every, Field{"train.log_every", "Steps between loss read-outs (the step itself never syncs with the device).", nullptr, 1});
   v(c.train.checkpoint_every, Field{"train.checkpoint_every", "Steps between mid-task checkpoints; 0 checkpoints only at task ends.", nullptr, 0});
   v(c.train.precision, Field{"train.precision", "auto (bf16 autocast with fp32 master weights on CUDA, fp32 on CPU), fp32, or bf16 (autocast on CPU too; fast only on CPUs with AMX/AVX512-BF16).", one_of({"auto", "fp32", "bf16"})});
@@ -112,6 +112,7 @@ void visit_config(Config& c, V&& v) {
   v(c.memory.coreset_memory_mb, Field{"memory.coreset_memory_mb", "CRAIG: largest N x N float distance matrix (MiB) held per class; bigger classes compute distance blocks on the fly.", nullptr, 0.0});
   v(c.memory.budget_holdout, Field{"memory.budget_holdout", "budget_bytes with core-tokenset: fraction of each class's samples held out to score the candidate sample x token splits.", nullptr, 0.0, 0.5, true});
   v(c.memory.selection_batch_size, Field{"memory.selection_batch_size", "Batch size for attribution during memory selection.", nullptr, 1});
+  v(c.memory.feature_batch_size, Field{"memory.feature_batch_size", "Batch size of memory selection's forward passes without attribution (coreset features and gradients, the byte-budget split search's features).", nullptr, 1});
   v(c.memory.atman_factor, Field{"memory.atman_factor", "AtMan: factor f multiplying the (row-min shifted) pre-softmax scores of the suppressed token's key column (0.1 suppresses to 10 %).", nullptr, 0.0, 0.999999});
   v(c.memory.atman_kappa, Field{"memory.atman_kappa", "AtMan: tokens whose patch embeddings have cosine similarity >= kappa with the suppressed token are suppressed too, with factor (1-f)(1-cos)+f.", nullptr, 0.0, 1.0});
   v(c.memory.atman_similarity_rank, Field{"memory.atman_similarity_rank", "AtMan: rank tokens by cosine similarity to the single most relevant token (the paper's appendix variant).", nullptr});

@@ -1,10 +1,14 @@
-// Thread configuration (see header).
+// Thread configuration and parallel jobs (see header).
 #include "cts/core/threads.hpp"
 
+#include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <torch/torch.h>
 
+#include <atomic>
+#include <exception>
 #include <thread>
+#include <vector>
 
 namespace cts {
 
@@ -15,6 +19,56 @@ int64_t configure_threads(int64_t threads) {
   using SetThreads = void (*)(int);
   if (auto* f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(1);
   return n;
+}
+
+namespace {
+thread_local bool in_job = false;
+}  // namespace
+
+void parallel_jobs(int64_t n, const std::function<void(int64_t)>& job) {
+  if (n <= 0) return;
+  if (in_job) {  // nested: this thread is one of the workers already
+    for (int64_t i = 0; i < n; ++i) job(i);
+    return;
+  }
+  const int threads = at::get_num_threads();
+  const int64_t workers = std::min<int64_t>(threads, n);
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(n));
+  std::atomic<int64_t> next{0};
+  auto work = [&] {
+    in_job = true;
+    for (int64_t i = next++; i < n; i = next++) {
+      try {
+        job(i);
+      } catch (...) {
+        errors[size_t(i)] = std::current_exception();
+      }
+    }
+    in_job = false;
+  };
+  try {
+    at::set_num_threads(1);  // every job single-threaded (this thread's setting and the default of new ones)
+  } catch (const c10::Error&) {
+    // A parallel backend that cannot change its thread count once started: run the jobs here.
+    for (int64_t i = 0; i < n; ++i) job(i);
+    return;
+  }
+  std::vector<std::thread> pool;
+  try {
+    for (int64_t w = 1; w < workers; ++w) {
+      pool.emplace_back([&] {
+        at::init_num_threads();  // a new thread: take the one-thread setting
+        work();
+      });
+    }
+  } catch (...) {
+    // Could not start another thread: the started ones and this one do all the work.
+  }
+  work();
+  for (auto& t : pool) t.join();
+  at::set_num_threads(threads);
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
 }
 
 }  // namespace cts

@@ -26,6 +26,7 @@
 // strictly nearer, so ties stay with the earlier pick).
 #include "cts/coreset/craig.hpp"
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -130,8 +131,11 @@ FacilityLocationResult facility_location_greedy(const GradientRows& rows, int64_
       // The stale candidates' distances to all N points in chunks of columns: per chunk two
       // small GEMMs ([S, ·] × [·, chunk]) that read each gradient row once per round instead
       // of once per candidate (~10x faster than a row at a time), then the partial gains,
-      // summed per candidate in chunk order. (Splitting the chunks over threads was
-      // measured slower on 2 cores: OpenBLAS calls from two threads contend.)
+      // summed per candidate in chunk order. The partial gains of the S candidates run on
+      // every torch thread (at::parallel_for over candidates): each candidate's sum is still
+      // taken by one thread in the same order, so the result is bit-identical to one thread.
+      // (Splitting the chunks, i.e. the GEMMs, over threads was measured slower on 2 cores:
+      // OpenBLAS calls from two threads contend.)
       std::vector<int64_t> ids;
       for (const auto& e : stale) ids.push_back(e.index);
       const int64_t S = int64_t(ids.size());
@@ -142,19 +146,21 @@ FacilityLocationResult facility_location_greedy(const GradientRows& rows, int64_
         const int64_t w = std::min(kColumnChunk, n - i0);
         auto k = stale_rows.inner(rows.slice(i0, w)).contiguous();  // [S, w] <x_j, x_i>
         const float* kp = k.data_ptr<float>();
-        for (int64_t r = 0; r < S; ++r) {
-          const int64_t j = ids[size_t(r)];
-          const float* kr = kp + r * w;
-          double g = 0.0;
-          for (int64_t t = 0; t < w; ++t) {
-            const int64_t i = i0 + t;
-            // D_ji with the float operations of squared_distances(): (−2·<x_j, x_i> + |x_j|²) + |x_i|², ≥ 0.
-            const float d = i == j ? 0.0f : std::max(kr[t] * -2.0f + sq[j] + sq[i], 0.0f);
-            const double diff = m[size_t(i)] - double(d);
-            if (diff > 0) g += diff;
+        at::parallel_for(0, S, /*grain_size=*/1, [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) {
+            const int64_t j = ids[size_t(r)];
+            const float* kr = kp + r * w;
+            double g = 0.0;
+            for (int64_t t = 0; t < w; ++t) {
+              const int64_t i = i0 + t;
+              // D_ji with the float operations of squared_distances(): (−2·<x_j, x_i> + |x_j|²) + |x_i|², ≥ 0.
+              const float d = i == j ? 0.0f : std::max(kr[t] * -2.0f + sq[j] + sq[i], 0.0f);
+              const double diff = m[size_t(i)] - double(d);
+              if (diff > 0) g += diff;
+            }
+            gain[size_t(r)] += g;
           }
-          gain[size_t(r)] += g;
-        }
+        });
       }
       for (int64_t r = 0; r < S; ++r) stale[size_t(r)].gain = gain[size_t(r)];
       for (auto& e : stale) {

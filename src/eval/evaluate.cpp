@@ -3,18 +3,20 @@
 
 #include <torch/torch.h>
 
+#include "cts/core/threads.hpp"
+
 namespace cts {
 
 torch::Tensor extract_features(VisionTransformer& model, const Dataset& dataset, const torch::Tensor& indices, int64_t batch_size) {
   EvalModeGuard eval(model, /*grad=*/false);
-  std::vector<torch::Tensor> out;
-  const int64_t n = indices.size(0);
-  for (int64_t i = 0; i < n; i += batch_size) {
-    auto idx = indices.narrow(0, i, std::min(batch_size, n - i));
-    auto x = model->normalize(dataset.images(idx));
-    out.push_back(model->pre_logits(model->forward_features(x)).to(torch::kCPU, torch::kFloat32));
-  }
-  if (out.empty()) return torch::zeros({0, model->config().embed_dim});
+  const int64_t n = indices.size(0), batches = (n + batch_size - 1) / batch_size;
+  if (n == 0) return torch::zeros({0, model->config().embed_dim});
+  std::vector<torch::Tensor> out(static_cast<size_t>(batches));
+  parallel_jobs(batches, [&](int64_t k) {  // one thread per batch: the same features on any number of threads
+    torch::NoGradGuard no_grad;
+    auto idx = indices.narrow(0, k * batch_size, std::min(batch_size, n - k * batch_size));
+    out[size_t(k)] = model->pre_logits(model->forward_features(model->normalize(dataset.images(idx)))).to(torch::kCPU, torch::kFloat32);
+  });
   return torch::cat(out);
 }
 
@@ -28,53 +30,72 @@ std::vector<TaskScores> classification_scores(const std::vector<TaskAccuracy>& a
   return out;
 }
 
+std::vector<int64_t> tasks_to_evaluate(int64_t tasks_trained, int64_t num_tasks) {
+  std::vector<int64_t> tasks;
+  if (tasks_trained == 0) {  // b_j of FWT, j >= 1
+    for (int64_t j = 1; j < num_tasks; ++j) tasks.push_back(j);
+    return tasks;
+  }
+  for (int64_t j = 0; j <= tasks_trained && j < num_tasks; ++j) tasks.push_back(j);
+  return tasks;
+}
+
 std::vector<TaskAccuracy> evaluate_tasks(VisionTransformer& model, const Dataset& test, const TaskSplit& split, int64_t trained_tasks,
-                                         const torch::Tensor& head_init_rows, int64_t batch_size) {
+                                         const torch::Tensor& head_init_rows, int64_t batch_size, const std::vector<int64_t>& tasks) {
   EvalModeGuard eval(model, /*grad=*/false);
-  auto features = [&](const torch::Tensor& images) { return model->pre_logits(model->forward_features(model->normalize(images))); };
-  return evaluate_tasks(features, model->head->weight, model->head->bias, test, split, trained_tasks, head_init_rows, batch_size);
+  auto features = [&](const torch::Tensor& images) { return model->forward_cls(model->normalize(images)); };
+  return evaluate_tasks(features, model->head->weight, model->head->bias, test, split, trained_tasks, head_init_rows, batch_size, tasks);
 }
 
 std::vector<TaskAccuracy> evaluate_tasks(const FeatureFn& features, const torch::Tensor& head_weight, const torch::Tensor& head_bias,
                                          const Dataset& test, const TaskSplit& split, int64_t trained_tasks, const torch::Tensor& head_init_rows,
-                                         int64_t batch_size) {
+                                         int64_t batch_size, const std::vector<int64_t>& tasks) {
   torch::NoGradGuard no_grad;
   const int64_t c = split.classes_per_task;
   const int64_t seen = trained_tasks * c;
-  auto W = head_weight.detach().to(torch::kCPU, torch::kFloat32);
-  auto bias = head_bias.detach().to(torch::kCPU, torch::kFloat32);
-  std::vector<TaskAccuracy> result;
-  for (int64_t j = 0; j < split.num_tasks(); ++j) {
-    TaskAccuracy acc;
+  std::vector<TaskAccuracy> result(size_t(split.num_tasks()));
+  // The listed tasks' test images, task after task.
+  std::vector<torch::Tensor> parts;
+  std::vector<int64_t> starts;
+  int64_t total = 0, last = -1;
+  for (int64_t j : tasks) {
+    TORCH_CHECK(j >= 0 && j < split.num_tasks() && j > last, "evaluate_tasks: tasks must be ascending task ids, got ", j);
+    last = j;
     auto idx = split.task_indices(test, j);
-    acc.samples = idx.size(0);
-    if (acc.samples == 0) {
-      result.push_back(acc);
-      continue;
-    }
-    std::vector<torch::Tensor> parts;
-    for (int64_t i = 0; i < acc.samples; i += batch_size) {
-      auto batch = idx.narrow(0, i, std::min(batch_size, acc.samples - i));
-      parts.push_back(features(test.images(batch)).to(torch::kCPU, torch::kFloat32));
-    }
-    auto feats = torch::cat(parts);                                          // [N, D]
-    auto y = split.map_labels(test.labels().index_select(0, idx));          // [N] incremental indices
-    // Task-IL: the task's own rows (trained rows if seen, else their init rows with zero bias).
-    torch::Tensor Wt, bt;
-    if (j < trained_tasks) {
-      Wt = W.narrow(0, j * c, c);
-      bt = bias.narrow(0, j * c, c);
-    } else {
-      Wt = head_init_rows.narrow(0, j * c, c).to(torch::kFloat32);
-      bt = torch::zeros({c});
-    }
-    auto task_pred = torch::matmul(feats, Wt.t()).add(bt).argmax(1) + j * c;
-    acc.task_il = task_pred.eq(y).to(torch::kFloat64).mean().item<double>();
-    if (j < trained_tasks) {
-      auto logits = torch::matmul(feats, W.narrow(0, 0, seen).t()) + bias.narrow(0, 0, seen);
-      acc.class_il = logits.argmax(1).eq(y).to(torch::kFloat64).mean().item<double>();
-    }
-    result.push_back(acc);
+    result[size_t(j)].samples = idx.size(0);
+    parts.push_back(idx);
+    starts.push_back(total);
+    total += idx.size(0);
+  }
+  if (total == 0) return result;
+  const auto all = torch::cat(parts);
+  // The feature batches as parallel jobs (one thread each: the same features on any number of threads).
+  const int64_t batches = (total + batch_size - 1) / batch_size;
+  std::vector<torch::Tensor> feats(static_cast<size_t>(batches));
+  parallel_jobs(batches, [&](int64_t k) {
+    c10::InferenceMode inference;  // per thread
+    const int64_t i = k * batch_size;
+    feats[size_t(k)] = features(test.images(all.narrow(0, i, std::min(batch_size, total - i)))).to(torch::kCPU, torch::kFloat32);
+  });
+  const auto F = torch::cat(feats);  // [M, D]
+  // The head as evaluated: trained rows, then the init rows (bias 0) of the tasks to come.
+  const int64_t columns = (last + 1) * c;
+  auto W = head_weight.detach().to(torch::kCPU, torch::kFloat32).narrow(0, 0, std::min(seen, columns));
+  auto b = head_bias.detach().to(torch::kCPU, torch::kFloat32).narrow(0, 0, std::min(seen, columns));
+  if (columns > seen) {
+    W = torch::cat({W, head_init_rows.narrow(0, seen, columns - seen).to(torch::kFloat32)});
+    b = torch::cat({b, torch::zeros({columns - seen})});
+  }
+  const auto logits = torch::addmm(b, F, W.t());  // [M, columns]
+  const auto y_all = split.map_labels(test.labels().index_select(0, all));  // incremental indices
+  for (size_t k = 0; k < tasks.size(); ++k) {
+    const int64_t j = tasks[k], n = result[size_t(j)].samples;
+    if (n == 0) continue;
+    auto z = logits.narrow(0, starts[k], n);
+    auto y = y_all.narrow(0, starts[k], n);
+    auto task_pred = z.narrow(1, j * c, c).argmax(1) + j * c;
+    result[size_t(j)].task_il = task_pred.eq(y).to(torch::kFloat64).mean().item<double>();
+    if (j < trained_tasks) result[size_t(j)].class_il = z.narrow(1, 0, seen).argmax(1).eq(y).to(torch::kFloat64).mean().item<double>();
   }
   return result;
 }

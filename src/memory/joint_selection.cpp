@@ -28,6 +28,7 @@
 #include <numeric>
 
 #include "cts/core/error.hpp"
+#include "cts/core/threads.hpp"
 #include "cts/memory/budget.hpp"
 
 namespace cts {
@@ -102,12 +103,16 @@ SelectionReport select_task_memory_joint(MemoryModel& model, const Dataset& trai
   auto grads = model.coreset_rows(train, task_idx, st.feature_batch_size).gradients;  // [N, seen]
   report.coreset_seconds = since(t0);
   const auto t1 = Clock::now();
-  std::vector<torch::Tensor> rel;
-  for (int64_t i = 0; i < N; i += st.batch_size) {
-    const int64_t b = std::min(st.batch_size, N - i);
-    auto ds_idx = task_idx.narrow(0, i, b);
-    auto images = train.images(ds_idx);
-    rel.push_back(sample_relevance(model, token_selector, train, ds_idx, images, st.target));
+  // Relevance of every sample, the batches as parallel jobs (the same on any number of threads).
+  const int64_t batches = (N + st.batch_size - 1) / st.batch_size;
+  std::vector<torch::Tensor> rel(static_cast<size_t>(batches));
+  {
+    SelectionModeScope eval(model);
+    parallel_jobs(batches, [&](int64_t k) {
+      const int64_t i = k * st.batch_size, b = std::min(st.batch_size, N - i);
+      auto ds_idx = task_idx.narrow(0, i, b);
+      rel[size_t(k)] = sample_relevance(model, token_selector, train, ds_idx, train.images(ds_idx), st.target);
+    });
   }
   const auto shares = relevance_shares(torch::cat(rel));  // [N, T]
 

@@ -3,6 +3,7 @@
 // joint selection is in joint_selection.cpp.
 #include "cts/memory/selection.hpp"
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -11,6 +12,7 @@
 
 #include "cts/core/error.hpp"
 #include "cts/core/rng.hpp"
+#include "cts/core/threads.hpp"
 #include "cts/data/patches.hpp"
 #include "cts/memory/budget.hpp"
 #include "cts/memory/joint_selection.hpp"
@@ -80,25 +82,36 @@ std::pair<torch::Tensor, torch::Tensor> run_coreset(const TaskRows& tr, const st
   return {torch::cat(kept_rows), torch::cat(kept_weights)};
 }
 
-// Attribution top-k tokens of each kept row, into the buffer.
+// Attribution top-k tokens of each kept row, into the buffer. The batches run as parallel
+// jobs (core/threads.hpp), a group of one batch per thread at a time (bounding the images
+// held), and are added to the buffer in order: the buffer is the same on any number of threads.
 void store_rows(MemoryModel& model, const Dataset& train, const TaskRows& tr, const torch::Tensor& rows, const torch::Tensor& weights,
                 int64_t k, TokenSelector& token_selector, const SelectionSettings& st, int64_t task, TokenBuffer& buffer) {
   const int64_t T = model.num_tokens();
   const int64_t n = rows.size(0);
-  for (int64_t i = 0; i < n; i += st.batch_size) {
-    const int64_t b = std::min(st.batch_size, n - i);
-    auto r = rows.narrow(0, i, b);
-    auto ds_idx = tr.task_idx.index_select(0, r);
-    auto images = train.images(ds_idx);
-    torch::Tensor positions;
-    if (k == T) {
-      positions = torch::arange(T, torch::kInt64).unsqueeze(0).expand({b, T}).contiguous();
-    } else {
-      auto rel = sample_relevance(model, token_selector, train, ds_idx, images, st.target);
-      positions = top_tokens(rel, k, token_tie_keys(ds_idx, T, st.seed));  // seeded ties: constant scores keep random tokens
+  const int64_t batches = (n + st.batch_size - 1) / st.batch_size;
+  const int64_t group = std::max<int64_t>(1, at::get_num_threads());
+  SelectionModeScope eval(model);
+  for (int64_t g0 = 0; g0 < batches; g0 += group) {
+    const int64_t count = std::min(group, batches - g0);
+    std::vector<torch::Tensor> images(static_cast<size_t>(count)), positions(static_cast<size_t>(count));
+    parallel_jobs(count, [&](int64_t j) {
+      const int64_t i = (g0 + j) * st.batch_size, b = std::min(st.batch_size, n - i);
+      auto ds_idx = tr.task_idx.index_select(0, rows.narrow(0, i, b));
+      images[size_t(j)] = train.images(ds_idx);
+      if (k == T) {
+        positions[size_t(j)] = torch::arange(T, torch::kInt64).unsqueeze(0).expand({b, T}).contiguous();
+      } else {
+        auto rel = sample_relevance(model, token_selector, train, ds_idx, images[size_t(j)], st.target);
+        positions[size_t(j)] = top_tokens(rel, k, token_tie_keys(ds_idx, T, st.seed));  // seeded ties: constant scores keep random tokens
+      }
+    });
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t i = (g0 + j) * st.batch_size, b = std::min(st.batch_size, n - i);
+      auto r = rows.narrow(0, i, b);
+      buffer.add(images[size_t(j)], tr.labels.index_select(0, r), task, positions[size_t(j)], st.store_weights ? weights.narrow(0, i, b) : torch::Tensor(),
+                 tr.has_payload ? train.payloads(tr.task_idx.index_select(0, r)) : Payload());
     }
-    buffer.add(images, tr.labels.index_select(0, r), task, positions, st.store_weights ? weights.narrow(0, i, b) : torch::Tensor(),
-               tr.has_payload ? train.payloads(ds_idx) : Payload());
   }
 }
 
@@ -140,8 +153,7 @@ int64_t class_budget(double s, int64_t n) {
   return std::clamp<int64_t>(b, 1, n);
 }
 
-SelectionSettings selection_settings(const MemoryConfig& m, const MemoryFractions& fractions, uint64_t seed, int64_t feature_batch_size,
-                                     bool rescale_tokens) {
+SelectionSettings selection_settings(const MemoryConfig& m, const MemoryFractions& fractions, uint64_t seed, bool rescale_tokens) {
   SelectionSettings st;
   st.fractions = fractions;
   st.strategy = m.strategy;
@@ -152,7 +164,7 @@ SelectionSettings selection_settings(const MemoryConfig& m, const MemoryFraction
   st.target = m.target;
   st.store_weights = m.use_weights;
   st.batch_size = m.selection_batch_size;
-  st.feature_batch_size = feature_batch_size;
+  st.feature_batch_size = m.feature_batch_size;
   st.seed = seed;
   return st;
 }

@@ -146,6 +146,22 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& ke
   return h + mlp->forward(norm2(h));
 }
 
+torch::Tensor BlockImpl::forward_cls(const torch::Tensor& x) {
+  const int64_t B = x.size(0), N = x.size(1), D = x.size(2), H = attn->heads, dh = D / H;
+  auto n1 = norm1(x);  // [B, N, D]
+  const auto& w = attn->qkv->weight;  // [3D, D]: rows q, k, v
+  const auto& b = attn->qkv->bias;
+  auto part = [&](int64_t start, int64_t rows, const torch::Tensor& in) {
+    return torch::linear(in, w.narrow(0, start, rows), b.defined() ? b.narrow(0, start, rows) : torch::Tensor());
+  };
+  auto q = part(0, D, n1.narrow(1, 0, 1)).view({B, 1, H, dh}).transpose(1, 2);       // [B, Hd, 1, dh]
+  auto kv = part(D, 2 * D, n1).view({B, N, 2, H, dh}).permute({2, 0, 3, 1, 4});      // [2, B, Hd, N, dh]
+  auto a = torch::softmax(torch::matmul(q, kv[0].transpose(-2, -1)) * attn->scale, -1);  // [B, Hd, 1, N]
+  auto o = torch::matmul(a, kv[1]).transpose(1, 2).reshape({B, 1, D});                // [B, 1, D]
+  auto h = x.narrow(1, 0, 1) + attn->proj(o);
+  return h + mlp->forward(norm2(h));  // [B, 1, D]
+}
+
 // ------------------------------------------------------------------------ ViT
 
 torch::Tensor init_head_rows(int64_t rows, int64_t dim, uint64_t seed) {
@@ -270,6 +286,15 @@ torch::Tensor VisionTransformerImpl::encode(torch::Tensor tokens, const torch::T
     tokens = block->forward(tokens, key_valid, probe, fused);
   }
   return norm(tokens);
+}
+
+torch::Tensor VisionTransformerImpl::forward_cls(const torch::Tensor& x) {
+  auto tokens = embed(x, nullptr).first;  // [B, N, D]
+  const int64_t depth = int64_t(blocks->size());
+  const bool fused = use_fused(nullptr);
+  for (int64_t i = 0; i + 1 < depth; ++i) tokens = std::static_pointer_cast<BlockImpl>(blocks->ptr(i))->forward(tokens, {}, nullptr, fused);
+  tokens = std::static_pointer_cast<BlockImpl>(blocks->ptr(depth - 1))->forward_cls(tokens);  // [B, 1, D]
+  return norm(tokens).select(1, 0);                                                          // [B, D]
 }
 
 torch::Tensor VisionTransformerImpl::forward_features(const torch::Tensor& x, const ForwardOptions& opt) {

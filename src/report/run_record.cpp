@@ -110,6 +110,7 @@ nlohmann::json RunRecord::to_json() const {
     t.push_back({{"train_seconds", x.train_seconds}, {"eval_seconds", x.eval_seconds}, {"selection_seconds", x.selection_seconds},
                  {"steps", x.steps}, {"samples", x.samples}});
   j["timing"] = t;
+  j["initial_eval_seconds"] = initial_eval_seconds;
   j["total_seconds"] = total_seconds;
   j["task_classes"] = task_classes;
   j["device"] = device;
@@ -154,6 +155,7 @@ RunRecord RunRecord::from_json(const nlohmann::json& j) {
     t.samples = x.at("samples");
     r.timing.push_back(t);
   }
+  r.initial_eval_seconds = j.value("initial_eval_seconds", 0.0);
   r.total_seconds = j.at("total_seconds");
   r.task_classes = j.at("task_classes").get<std::vector<std::vector<std::string>>>();
   r.device = j.value("device", "");
@@ -223,6 +225,7 @@ nlohmann::json metrics_json(const RunRecord& r, const MemoryFractions& fr) {
   timing["total_seconds"] = r.total_seconds;
   timing["train_seconds"] = train;
   timing["eval_seconds"] = eval;
+  timing["initial_eval_seconds"] = r.initial_eval_seconds;
   timing["selection_seconds"] = sel;
   timing["train_samples_per_second"] = train > 0 ? double(samples) / train : 0.0;
   timing["per_task"] = per_task;
@@ -298,7 +301,7 @@ std::string summary_markdown(const RunRecord& r, const Config& c, const MemoryFr
   }
   o << "Tasks (classes in arrival order):\n\n";
   for (size_t t = 0; t < r.task_classes.size(); ++t) o << "- task " << t << ": " << fmt::format("{}", fmt::join(r.task_classes[t], ", ")) << "\n";
-  o << "\nTiming per task (seconds): ";
+  o << fmt::format("\nTiming (seconds): initial evaluation {:.1f}; ", r.initial_eval_seconds);
   for (size_t t = 0; t < r.timing.size(); ++t) {
     const auto& x = r.timing[t];
     o << fmt::format("{}task {}: train {:.1f}, eval {:.1f}, selection {:.1f}", t ? "; " : "", t, x.train_seconds, x.eval_seconds, x.selection_seconds);

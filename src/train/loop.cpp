@@ -24,6 +24,7 @@
 #include "cts/data/patches.hpp"
 #include "cts/data/registry.hpp"
 #include "cts/data/task_split.hpp"
+#include "cts/eval/evaluate.hpp"
 #include "cts/learners/registry.hpp"
 #include "cts/memory/budget.hpp"
 #include "cts/memory/selection.hpp"
@@ -251,7 +252,9 @@ RunSummary SequentialLoop::run_steps() {
                  {"test_samples", data_.test->size()}, {"class_order", split_.class_order}, {"sample_fraction", st_.fractions.sample_fraction},
                  {"token_fraction", st_.fractions.token_fraction}, {"token_drop", st_.token_drop}});
     // b_j for FWT: the initial model's scores of every metric some metric takes its FWT from.
-    const auto init = learner_->evaluate(*data_.test, 0, cfg_.train.eval_batch_size);
+    const auto t0 = Clock::now();
+    const auto init = learner_->evaluate(*data_.test, 0, tasks_to_evaluate(0, split_.num_tasks()), cfg_.train.eval_batch_size);
+    st_.record.initial_eval_seconds = seconds_since(t0);
     for (const auto& spec : st_.record.metric_specs) {
       if (spec.fwt_from.empty()) continue;
       auto& b = st_.record.init_scores[spec.fwt_from];
@@ -436,26 +439,45 @@ torch::Tensor SequentialLoop::training_step(int64_t task, int64_t epoch, int64_t
   batch.labels = data_.train->labels().index_select(0, ids);
   if (data_.train->has_payload()) batch.payload = data_.train->payloads(ids);
   if (st_.token_drop > 0.0) batch.keep = drop_tokens(task, epoch, step, images_u8, ids);
-  StepLoss loss;
+  const auto replay = replay_batch(task, step_in_task);
+  const StepLoss terms = learner_->step_loss(task, batch, replay ? &*replay : nullptr);
+  if (terms.size() != loss_terms_.size()) throw_run("learner {} returned {} loss terms, declared {}", learner_->kind(), terms.size(), loss_terms_.size());
+  // Each term with its own backward, as parallel jobs (one thread each; the same numbers on
+  // any number of threads); the gradients are then added in term order, as one backward of
+  // the sum would (each parameter gets the sum of its terms' gradients).
+  const auto params = learner_->trainable_parameters();
+  std::vector<torch::Tensor> inputs;
+  for (const auto& [name, p] : params) inputs.push_back(p);
+  std::vector<torch::Tensor> values(terms.size());
+  std::vector<std::vector<torch::Tensor>> grads(terms.size());
+  parallel_jobs(int64_t(terms.size()), [&](int64_t k) {
+    AutocastScope amp(device_, bf16_);  // autocast state is per thread
+    torch::Tensor loss = terms[size_t(k)].compute();
+    if (!loss.defined()) return;
+    values[size_t(k)] = loss.detach();
+    grads[size_t(k)] = torch::autograd::grad({loss}, inputs, /*grad_outputs=*/{}, /*retain_graph=*/false, /*create_graph=*/false,
+                                             /*allow_unused=*/true);
+  });
+  bool any = false;
   {
-    AutocastScope amp(device_, bf16_);
-    const auto replay = replay_batch(task, step_in_task);
-    loss = learner_->step_loss(task, batch, replay ? &*replay : nullptr);
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      torch::Tensor sum;
+      for (const auto& g : grads)
+        if (!g.empty() && g[i].defined()) sum = sum.defined() ? sum + g[i] : g[i];
+      if (!sum.defined()) continue;
+      auto& grad = inputs[i].mutable_grad();
+      if (grad.defined()) grad.add_(sum);
+      else grad = sum;
+    }
   }
-  if (loss.terms.size() != loss_terms_.size()) throw_run("learner {} returned {} loss terms, declared {}", learner_->kind(), loss.terms.size(), loss_terms_.size());
-  torch::Tensor total;
   std::vector<torch::Tensor> parts;
-  for (const auto& [name, term] : loss.terms) {
-    if (term.defined()) total = total.defined() ? total + term : term;
-    parts.push_back(term.defined() ? term.detach().to(torch::kFloat64) : torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_)));
+  for (const auto& v : values) {
+    any = any || v.defined();
+    parts.push_back(v.defined() ? v.to(torch::kFloat64) : torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_)));
   }
-  if (!total.defined()) throw_run("learner {} returned no loss", learner_->kind());
-  total.backward();
-  if (cfg_.train.grad_clip > 0) {
-    std::vector<torch::Tensor> params;
-    for (const auto& [name, p] : learner_->trainable_parameters()) params.push_back(p);
-    clip_grad_norm(params, cfg_.train.grad_clip);
-  }
+  if (!any) throw_run("learner {} returned no loss", learner_->kind());
+  if (cfg_.train.grad_clip > 0) clip_grad_norm(inputs, cfg_.train.grad_clip);
   optimizer_->step(lr);
   return torch::stack(parts);
 }
@@ -508,7 +530,7 @@ void SequentialLoop::evaluate(int64_t task) {
   std::vector<TaskScores> scores;
   {
     AutocastScope amp(device_, bf16_);
-    scores = learner_->evaluate(*data_.test, task + 1, cfg_.train.eval_batch_size);
+    scores = learner_->evaluate(*data_.test, task + 1, tasks_to_evaluate(task + 1, split_.num_tasks()), cfg_.train.eval_batch_size);
   }
   auto& record = st_.record;
   record.set_row(task, scores);
@@ -551,7 +573,7 @@ void SequentialLoop::select_memory(int64_t task) {
     timing.selection_seconds = seconds_since(t0);
     return;
   }
-  auto settings = selection_settings(cfg_.memory, st_.fractions, seed(), cfg_.train.eval_batch_size, cfg_.train.token_drop_rescale);
+  auto settings = selection_settings(cfg_.memory, st_.fractions, seed(), cfg_.train.token_drop_rescale);
   if (st_.fractions.budget_bytes) {
     int64_t remaining = 0;
     for (size_t u = size_t(task); u < task_samples_.size(); ++u) remaining += task_samples_[u];

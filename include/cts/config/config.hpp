@@ -44,7 +44,7 @@ struct TrainConfig {
   AutoNumber token_drop;  // auto = 1 - memory token fraction
   bool token_drop_rescale = false;
   TokenDropPolicy token_drop_policy = TokenDropPolicy::Random;
-  int64_t eval_batch_size = 512;
+  int64_t eval_batch_size = 64;
   int64_t log_every = 50;
   int64_t checkpoint_every = 0;  // steps; 0: only at task ends
   std::string precision = "auto";  // auto | fp32 | bf16

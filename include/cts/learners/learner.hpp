@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -51,11 +52,16 @@ struct Batch {
   bool partial() const { return keep.positions.defined(); }
 };
 
-// The loss of one step as named terms; the loop back-propagates their sum (undefined terms
-// count 0) and logs each term's mean as loss_<name>.
-struct StepLoss {
-  std::vector<std::pair<std::string, torch::Tensor>> terms;
+// One named term of a step's loss, computed when the loop calls `compute` (an undefined tensor
+// counts 0). The terms of a step are independent computations (no shared autograd graph): the
+// loop computes them as parallel jobs (core/threads.hpp), each with its own backward, and
+// adds their gradients in term order; it logs each term's mean as loss_<name>. A learner
+// whose loss does not split returns one term.
+struct LossTerm {
+  std::string name;
+  std::function<torch::Tensor()> compute;
 };
+using StepLoss = std::vector<LossTerm>;
 
 class Learner : public MemoryModel {
  public:
@@ -79,14 +85,17 @@ class Learner : public MemoryModel {
   // Before the first step of task t (grow heads, freeze parts, snapshot a teacher). Not called
   // when a run resumes in the middle of task t: the checkpointed state already includes it.
   virtual void begin_task(int64_t task) = 0;
-  // The loss of one optimizer step (train mode; the loop runs it under autocast, then
-  // backward, clipping and the optimizer step). `replay` is null when no memory is replayed.
+  // The loss of one optimizer step as terms (train mode; the loop computes them under autocast,
+  // back-propagates, clips and steps). `replay` is null when no memory is replayed; the
+  // batches live until the loop has computed every term.
   virtual StepLoss step_loss(int64_t task, const Batch& new_data, const Batch* replay) = 0;
   // After the last step of task t, before its evaluation and memory selection.
   virtual void end_task(int64_t task) {}
-  // Scores on every task's test set after `tasks_trained` tasks (0: the initial model),
-  // one TaskScores per task, by metric name (NaN where undefined). Eval mode, no gradients.
-  virtual std::vector<TaskScores> evaluate(const Dataset& test, int64_t tasks_trained, int64_t batch_size) = 0;
+  // Scores on the test sets of `tasks` (ascending task ids) after `tasks_trained` tasks (0: the
+  // initial model): one TaskScores per task of the run, by metric name; NaN where undefined
+  // and for tasks not listed. Eval mode, no gradients. The loop lists what the metrics need
+  // (eval/evaluate.hpp, tasks_to_evaluate): the tasks trained and the next one.
+  virtual std::vector<TaskScores> evaluate(const Dataset& test, int64_t tasks_trained, const std::vector<int64_t>& tasks, int64_t batch_size) = 0;
 
   // ---- checkpoints and outputs
   // The state to checkpoint: tensors by name plus what rebuilds the structure (head size,

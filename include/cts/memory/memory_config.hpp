@@ -50,6 +50,7 @@ struct MemoryConfig {
   double coreset_memory_mb = double(SampleSelectorOptions{}.craig_matrix_bytes) / (1024.0 * 1024.0);  // largest N×N matrix CRAIG may hold
   double budget_holdout = 0.1;              // budget_bytes: held-out fraction of each class for the split search
   int64_t selection_batch_size = 64;
+  int64_t feature_batch_size = 512;
   double atman_factor = TokenSelectorOptions{}.atman_factor;                 // AtMan suppression factor f
   double atman_kappa = TokenSelectorOptions{}.atman_kappa;                   // AtMan cosine threshold for similar tokens
   bool atman_similarity_rank = TokenSelectorOptions{}.atman_similarity_rank;  // rank by similarity to the most relevant token

@@ -32,6 +32,9 @@ struct SampleBatch {
 class MemoryModel {
  public:
   virtual ~MemoryModel() = default;
+  // Sets the training mode and returns the previous one. Memory selection puts the model in
+  // eval mode before it runs batches as parallel jobs, so no job changes the model's mode.
+  virtual bool set_training(bool training) = 0;
   // Patch tokens T per image.
   virtual int64_t num_tokens() const = 0;
   // Whether explained() models have a transformer encoder (attention maps) for attribution;
@@ -47,6 +50,19 @@ class MemoryModel {
   // Features [n, D] of every buffer sample as replay presents it (kept tokens, `fill`, kept
   // embeddings scaled by `rescale`): what the split search's probe is trained on.
   virtual torch::Tensor replay_features(const TokenBuffer& buffer, FillMode fill, double rescale, int64_t batch_size) = 0;
+};
+
+// The model in eval mode for the scope's lifetime, its previous mode restored after.
+class SelectionModeScope {
+ public:
+  explicit SelectionModeScope(MemoryModel& model) : model_(model), was_training_(model.set_training(false)) {}
+  ~SelectionModeScope() { model_.set_training(was_training_); }
+  SelectionModeScope(const SelectionModeScope&) = delete;
+  SelectionModeScope& operator=(const SelectionModeScope&) = delete;
+
+ private:
+  MemoryModel& model_;
+  bool was_training_;
 };
 
 }  // namespace cts

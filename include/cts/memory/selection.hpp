@@ -36,13 +36,12 @@ struct SelectionSettings {
   ExplainTarget target = ExplainTarget::Label;  // memory.target
   bool store_weights = false;       // memory.use_weights
   int64_t batch_size = MemoryConfig{}.selection_batch_size;  // attribution batch
-  int64_t feature_batch_size = 512;
+  int64_t feature_batch_size = MemoryConfig{}.feature_batch_size;
   uint64_t seed = 0;
 };
 
 // The settings of a run's memory section (the task's byte share, budget_bytes, is per task).
-SelectionSettings selection_settings(const MemoryConfig& memory, const MemoryFractions& fractions, uint64_t seed, int64_t feature_batch_size,
-                                     bool rescale_tokens);
+SelectionSettings selection_settings(const MemoryConfig& memory, const MemoryFractions& fractions, uint64_t seed, bool rescale_tokens);
 
 // One candidate of the core-tokenset split search.
 struct SplitTrial {

@@ -34,6 +34,7 @@ struct RunRecord {
   std::map<std::string, std::vector<double>> init_scores;
   MemoryStats memory;
   std::vector<TaskTiming> timing;
+  double initial_eval_seconds = 0;  // the evaluation of the initial model (FWT's b_j)
   double total_seconds = 0;
   std::vector<std::vector<std::string>> task_classes;  // readable class names per task
   std::string device;

@@ -122,14 +122,16 @@ torch::Tensor LinearProbe::head_logits(const torch::Tensor& f) const { return to
 
 StepLoss LinearProbe::step_loss(int64_t task, const Batch& new_data, const Batch* replay) {
   StepLoss loss;
-  loss.terms.emplace_back("new", torch::cross_entropy_loss(head_logits(features(new_data)), split_.map_labels(new_data.labels).to(device_)));
-  torch::Tensor rep;
-  if (replay) {
-    auto y = split_.map_labels(replay->labels).to(device_);
-    auto ce = torch::cross_entropy_loss(head_logits(features(*replay)), y, {}, torch::Reduction::None);
-    rep = replay->weights.defined() ? (ce * replay->weights.to(device_)).sum() / replay->weights.to(device_).sum().clamp_min(1e-12) : ce.mean();
-  }
-  loss.terms.emplace_back("replay", rep);
+  loss.push_back({"new", [this, &new_data] {
+                    return torch::cross_entropy_loss(head_logits(features(new_data)), split_.map_labels(new_data.labels).to(device_));
+                  }});
+  loss.push_back({"replay", [this, replay] {
+                    if (!replay) return torch::Tensor();
+                    auto y = split_.map_labels(replay->labels).to(device_);
+                    auto ce = torch::cross_entropy_loss(head_logits(features(*replay)), y, {}, torch::Reduction::None);
+                    return replay->weights.defined() ? (ce * replay->weights.to(device_)).sum() / replay->weights.to(device_).sum().clamp_min(1e-12)
+                                                     : ce.mean();
+                  }});
   return loss;
 }
 
@@ -145,14 +147,14 @@ torch::Tensor LinearProbe::features_of(const torch::Tensor& images_u8, int64_t b
   return torch::cat(out);
 }
 
-std::vector<TaskScores> LinearProbe::evaluate(const Dataset& test, int64_t tasks_trained, int64_t batch_size) {
+std::vector<TaskScores> LinearProbe::evaluate(const Dataset& test, int64_t tasks_trained, const std::vector<int64_t>& tasks, int64_t batch_size) {
   torch::NoGradGuard no_grad;
   auto feats = [&](const torch::Tensor& images) {
     Batch b;
     b.images = images;
     return features(b);
   };
-  return classification_scores(evaluate_tasks(feats, head_w_, head_b_, test, split_, tasks_trained, head_init_rows_, batch_size));
+  return classification_scores(evaluate_tasks(feats, head_w_, head_b_, test, split_, tasks_trained, head_init_rows_, batch_size, tasks));
 }
 
 CoresetRows LinearProbe::coreset_rows(const Dataset& data, const torch::Tensor& indices, int64_t batch_size) {

@@ -6,6 +6,7 @@
 
 #include "cts/core/console.hpp"
 #include "cts/core/error.hpp"
+#include "cts/core/threads.hpp"
 #include "cts/eval/evaluate.hpp"
 
 namespace cts {
@@ -35,18 +36,19 @@ torch::Tensor replay_cross_entropy(const torch::Tensor& logits, const torch::Ten
 CoresetRows ViTClassifierMemoryModel::coreset_rows(const Dataset& data, const torch::Tensor& indices, int64_t batch_size) {
   EvalModeGuard eval(model_, /*grad=*/false);
   const auto targets = split_->map_labels(data.labels().index_select(0, indices));
-  std::vector<torch::Tensor> grads, feats;
-  const int64_t n = indices.size(0);
-  for (int64_t i = 0; i < n; i += batch_size) {
-    const int64_t b = std::min(batch_size, n - i);
+  const int64_t n = indices.size(0), batches = (n + batch_size - 1) / batch_size;
+  if (n == 0) return {torch::zeros({0, model_->config().embed_dim}), torch::zeros({0, model_->num_classes()})};
+  std::vector<torch::Tensor> grads(static_cast<size_t>(batches)), feats(static_cast<size_t>(batches));
+  parallel_jobs(batches, [&](int64_t k) {  // one thread per batch: the same rows on any number of threads
+    torch::NoGradGuard no_grad;
+    const int64_t i = k * batch_size, b = std::min(batch_size, n - i);
     auto x = model_->normalize(data.images(indices.narrow(0, i, b)));
     auto f = model_->pre_logits(model_->forward_features(x));
     auto p = torch::softmax(model_->head(f), 1).to(torch::kCPU, torch::kFloat32);
     auto onehot = torch::one_hot(targets.narrow(0, i, b).to(torch::kInt64), p.size(1)).to(torch::kFloat32);
-    grads.push_back(p - onehot);
-    feats.push_back(f.to(torch::kCPU, torch::kFloat32));
-  }
-  if (grads.empty()) return {torch::zeros({0, model_->config().embed_dim}), torch::zeros({0, model_->num_classes()})};
+    grads[size_t(k)] = p - onehot;
+    feats[size_t(k)] = f.to(torch::kCPU, torch::kFloat32);
+  });
   return {torch::cat(feats), torch::cat(grads)};
 }
 
@@ -65,10 +67,13 @@ torch::Tensor ViTClassifierMemoryModel::sample_features(const Dataset& data, con
 
 torch::Tensor ViTClassifierMemoryModel::replay_features(const TokenBuffer& buffer, FillMode fill, double rescale, int64_t batch_size) {
   EvalModeGuard eval(model_, /*grad=*/false);
-  std::vector<torch::Tensor> out;
   const bool drop = fill == FillMode::Drop;
-  for (int64_t i = 0; i < buffer.size(); i += batch_size) {
-    const int64_t b = std::min(batch_size, buffer.size() - i);
+  const int64_t n = buffer.size(), batches = (n + batch_size - 1) / batch_size;
+  if (n == 0) return torch::zeros({0, model_->config().embed_dim});
+  std::vector<torch::Tensor> out(static_cast<size_t>(batches));
+  parallel_jobs(batches, [&](int64_t k) {
+    torch::NoGradGuard no_grad;
+    const int64_t i = k * batch_size, b = std::min(batch_size, n - i);
     auto batch = buffer.gather(torch::arange(i, i + b, torch::kInt64), !drop, drop);
     TokenKeep keep;
     keep.positions = batch.positions;
@@ -76,9 +81,8 @@ torch::Tensor ViTClassifierMemoryModel::replay_features(const TokenBuffer& buffe
     keep.rescale = rescale;
     torch::Tensor tokens = drop ? model_->forward_features_patches(model_->normalize_patches(batch.patches), batch.positions, {&keep, nullptr})
                                 : model_->forward_features(model_->normalize(batch.images), {&keep, nullptr});
-    out.push_back(model_->pre_logits(tokens).to(torch::kCPU, torch::kFloat32));
-  }
-  if (out.empty()) return torch::zeros({0, model_->config().embed_dim});
+    out[size_t(k)] = model_->pre_logits(tokens).to(torch::kCPU, torch::kFloat32);
+  });
   return torch::cat(out);
 }
 
@@ -121,19 +125,18 @@ torch::Tensor ViTClassifier::logits(const Batch& b) {
 
 StepLoss ViTClassifier::step_loss(int64_t task, const Batch& new_data, const Batch* replay) {
   StepLoss loss;
-  loss.terms.emplace_back("new", torch::cross_entropy_loss(logits(new_data), split_.map_labels(new_data.labels).to(device_)));
-  torch::Tensor rep;
-  if (replay) {
-    auto y = split_.map_labels(replay->labels).to(device_);
-    auto z = logits(*replay);
-    rep = replay->weights.defined() ? replay_cross_entropy(z, y, replay->weights.to(device_)) : torch::cross_entropy_loss(z, y);
-  }
-  loss.terms.emplace_back("replay", rep);
+  loss.push_back({"new", [this, &new_data] { return torch::cross_entropy_loss(logits(new_data), split_.map_labels(new_data.labels).to(device_)); }});
+  loss.push_back({"replay", [this, replay] {
+                    if (!replay) return torch::Tensor();
+                    auto y = split_.map_labels(replay->labels).to(device_);
+                    auto z = logits(*replay);
+                    return replay->weights.defined() ? replay_cross_entropy(z, y, replay->weights.to(device_)) : torch::cross_entropy_loss(z, y);
+                  }});
   return loss;
 }
 
-std::vector<TaskScores> ViTClassifier::evaluate(const Dataset& test, int64_t tasks_trained, int64_t batch_size) {
-  return classification_scores(evaluate_tasks(model_, test, split_, tasks_trained, head_init_rows_, batch_size));
+std::vector<TaskScores> ViTClassifier::evaluate(const Dataset& test, int64_t tasks_trained, const std::vector<int64_t>& tasks, int64_t batch_size) {
+  return classification_scores(evaluate_tasks(model_, test, split_, tasks_trained, head_init_rows_, batch_size, tasks));
 }
 
 std::map<std::string, torch::Tensor> ViTClassifier::state_tensors() const { return model_->state(); }

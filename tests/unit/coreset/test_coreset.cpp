@@ -263,6 +263,23 @@ TEST(Craig, ColumnBlocksGiveTheMatrixResultWithoutAnNxNMatrix) {
   EXPECT_LT(a.evaluations, 700 * 40 / 2);
 }
 
+// The distance-blocks refresh runs its partial gains on every torch thread; each candidate's
+// gain is still summed by one thread in one order, so the selection is bit-identical.
+TEST(Craig, ThreadsDoNotChangeTheSelection) {
+  auto g = gradient_like(3000, 10, 0, 17);
+  const GradientRows rows(g);
+  const int old_threads = torch::get_num_threads();
+  torch::set_num_threads(1);
+  const auto one = facility_location_greedy(rows, 300, /*matrix_bytes=*/0, /*block=*/16);
+  torch::set_num_threads(2);
+  const auto two = facility_location_greedy(rows, 300, /*matrix_bytes=*/0, /*block=*/16);
+  torch::set_num_threads(old_threads);
+  ASSERT_FALSE(one.used_matrix);
+  EXPECT_EQ(one.order, two.order);
+  EXPECT_EQ(one.gains, two.gains);  // exactly, not within a tolerance
+  EXPECT_EQ(one.cluster, two.cluster);
+}
+
 TEST(Craig, FactoredInnerProductsEqualExplicitRows) {
   auto g = gradient_like(30, 4, 1, 5);
   auto e = torch::randn({30, 6}, at::make_generator<at::CPUGeneratorImpl>(2));

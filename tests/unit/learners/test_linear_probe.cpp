@@ -134,7 +134,7 @@ TEST(LinearProbe, HeadGrowsKeepingOldRowsAndStateRoundTrips) {
   // A learner built from another seed and loaded with a's state scores exactly like a.
   auto b = fx.learner(99);
   b->load_state(a->state_info(), a->state_tensors());
-  const auto sa = a->evaluate(*fx.data.test, 2, 3), sb = b->evaluate(*fx.data.test, 2, 3);
+  const auto sa = a->evaluate(*fx.data.test, 2, {0, 1}, 3), sb = b->evaluate(*fx.data.test, 2, {0, 1}, 3);
   for (size_t j = 0; j < sa.size(); ++j) EXPECT_EQ(sa[j], sb[j]) << "task " << j;
 }
 

@@ -225,6 +225,30 @@ TEST(ViTWeights, InferenceModelFollowsEveryArchitectureKeyOfItsMetadata) {
   EXPECT_EQ(back.num_classes, cfg.num_classes);
 }
 
+// Inference reads only the CLS token: forward_cls computes the last block's CLS row alone and
+// must equal the full forward's CLS features (with and without qkv bias).
+TEST(ViT, ForwardClsEqualsTheFullForwardAtTheClsToken) {
+  for (bool bias : {true, false}) {
+    auto cfg = test::tiny_vit_config();
+    cfg.qkv_bias = bias;
+    VisionTransformer m(cfg, 8);
+    {
+      torch::NoGradGuard no_grad;  // non-trivial norms and biases (timm init leaves them 1 / 0)
+      for (auto& p : m->named_parameters())
+        if (p.key().find("norm") != std::string::npos || p.key().find("bias") != std::string::npos) p.value().add_(torch::randn_like(p.value()) * 0.3);
+    }
+    m->eval();
+    torch::NoGradGuard no_grad;
+    auto x = m->normalize(torch::randint(0, 256, {5, 3, 16, 16}, torch::kInt64).to(torch::kUInt8));
+    auto full = m->pre_logits(m->forward_features(x));
+    auto cls = m->forward_cls(x);
+    ASSERT_EQ(cls.sizes(), full.sizes());
+    const double diff = (cls - full).abs().max().item<double>();
+    std::cout << "qkv bias " << bias << ": max |forward_cls - full| " << diff << "\n";
+    EXPECT_LT(diff, 1e-5);
+  }
+}
+
 TEST(ViT, ResizeHeadKeepsOldRows) {
   auto cfg = test::tiny_vit_config();
   VisionTransformer m(cfg, 1);

@@ -46,7 +46,8 @@ TEST(Loop, WritesTheRunFolderContract) {
   for (size_t i = 0; i < 3; ++i) {
     ASSERT_EQ(m["accuracy_matrix"][i].size(), 3u);
     for (size_t j = 0; j < 3; ++j) EXPECT_EQ(m["accuracy_matrix"][i][j].is_null(), j > i);  // upper triangle not evaluated
-    for (size_t j = 0; j < 3; ++j) EXPECT_TRUE(m["task_il_accuracy_matrix"][i][j].is_number());
+    // Task-IL: the tasks trained and the next one (FWT's R[i][i+1]); nothing beyond.
+    for (size_t j = 0; j < 3; ++j) EXPECT_EQ(m["task_il_accuracy_matrix"][i][j].is_number(), j <= i + 1) << i << ", " << j;
   }
   for (const auto* k : {"average_accuracy", "final_average_accuracy", "average_incremental_accuracy", "forgetting", "bwt", "fwt", "timing"}) {
     EXPECT_TRUE(m.contains(k)) << k;

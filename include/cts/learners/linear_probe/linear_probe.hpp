@@ -13,6 +13,8 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <utility>
+
 #include "cts/learners/learner.hpp"
 #include "cts/models/vit.hpp"
 
@@ -31,13 +33,14 @@ class LinearProbe : public Learner {
 
   void begin_task(int64_t task) override;
   StepLoss step_loss(int64_t task, const Batch& new_data, const Batch* replay) override;
-  std::vector<TaskScores> evaluate(const Dataset& test, int64_t tasks_trained, int64_t batch_size) override;
+  std::vector<TaskScores> evaluate(const Dataset& test, int64_t tasks_trained, const std::vector<int64_t>& tasks, int64_t batch_size) override;
 
   std::map<std::string, torch::Tensor> state_tensors() const override;
   nlohmann::json state_info() const override;
   void load_state(const nlohmann::json& info, const std::map<std::string, torch::Tensor>& tensors) override;
   void save_weights(const std::filesystem::path& path, const std::map<std::string, std::string>& metadata) const override;
 
+  bool set_training(bool training) override { return std::exchange(training_, training); }  // nothing changes with the mode
   int64_t num_tokens() const override { return cfg_.num_patches(); }
   bool has_encoder() const override { return false; }
   CoresetRows coreset_rows(const Dataset& data, const torch::Tensor& indices, int64_t batch_size) override;
@@ -59,6 +62,7 @@ class LinearProbe : public Learner {
   torch::Tensor pos_;              // frozen [T, D]
   torch::Tensor head_w_, head_b_;  // trained [classes seen, D], [classes seen]
   torch::Tensor head_init_rows_;   // [all classes, D] seeded init (CPU)
+  bool training_ = true;
 };
 
 }  // namespace cts

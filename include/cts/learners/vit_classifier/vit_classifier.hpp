@@ -21,6 +21,11 @@ namespace cts {
 class ViTClassifierMemoryModel : public MemoryModel {
  public:
   ViTClassifierMemoryModel(VisionTransformer model, const TaskSplit& split) : model_(std::move(model)), split_(&split) {}
+  bool set_training(bool training) override {
+    const bool was = model_->is_training();
+    model_->train(training);
+    return was;
+  }
   int64_t num_tokens() const override { return model_->config().num_patches(); }
   CoresetRows coreset_rows(const Dataset& data, const torch::Tensor& indices, int64_t batch_size) override;
   std::unique_ptr<ExplainedModel> explained(const SampleBatch& batch, ExplainTarget target) override;
@@ -46,7 +51,7 @@ class ViTClassifier : public Learner {
 
   void begin_task(int64_t task) override;
   StepLoss step_loss(int64_t task, const Batch& new_data, const Batch* replay) override;
-  std::vector<TaskScores> evaluate(const Dataset& test, int64_t tasks_trained, int64_t batch_size) override;
+  std::vector<TaskScores> evaluate(const Dataset& test, int64_t tasks_trained, const std::vector<int64_t>& tasks, int64_t batch_size) override;
 
   std::map<std::string, torch::Tensor> state_tensors() const override;
   nlohmann::json state_info() const override;
@@ -54,6 +59,7 @@ class ViTClassifier : public Learner {
   void save_weights(const std::filesystem::path& path, const std::map<std::string, std::string>& metadata) const override;
 
   int64_t num_tokens() const override { return memory_.num_tokens(); }
+  bool set_training(bool training) override { return memory_.set_training(training); }
   CoresetRows coreset_rows(const Dataset& data, const torch::Tensor& indices, int64_t batch_size) override {
     return memory_.coreset_rows(data, indices, batch_size);
   }
