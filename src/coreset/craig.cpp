@@ -30,6 +30,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 #include <queue>
 
@@ -49,6 +50,47 @@ struct HeapOrder {  // max-heap on gain, then min index
     return a.index > b.index;
   }
 };
+
+// Runs work(0), ..., work(count - 1) on every torch thread, each index taken by the next free
+// thread (dynamic scheduling: pieces of unequal size still keep both threads busy).
+template <class F>
+void parallel_pieces(int64_t count, const F& work) {
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, std::min<int64_t>(count, at::get_num_threads()), /*grain_size=*/1, [&](int64_t, int64_t) {
+    for (int64_t p = next++; p < count; p = next++) work(p);
+  });
+}
+
+// Partial gains over columns i0 .. i0 + w of `rows` candidates: kp [rows, w] holds <x_j, x_i>,
+// out[r] = Σ_t max(0, m_i − D_ji) with D_ji = max((−2·<x_j, x_i> + |x_j|²) + |x_i|², 0) in
+// float (squared_distances()' operations) and 0 for i = j. Each candidate's sum runs over t in
+// order; G candidates are summed side by side so their additions overlap in the pipeline (one
+// chain of dependent double additions per candidate is what bounds this loop), which changes
+// no sum.
+template <int G>
+void partial_gains_group(const float* kp, int64_t w, const int64_t* ids, int64_t i0, const float* sq, const double* m, double* out) {
+  double g[G] = {};
+  float sqj[G];
+  const float* kr[G];
+  for (int q = 0; q < G; ++q) sqj[q] = sq[ids[q]], kr[q] = kp + q * w;
+  for (int64_t t = 0; t < w; ++t) {
+    const int64_t i = i0 + t;
+    const double mi = m[i];
+    const float sqi = sq[i];
+    for (int q = 0; q < G; ++q) {
+      const float d = i == ids[q] ? 0.0f : std::max(kr[q][t] * -2.0f + sqj[q] + sqi, 0.0f);
+      const double diff = mi - double(d);
+      if (diff > 0) g[q] += diff;
+    }
+  }
+  for (int q = 0; q < G; ++q) out[q] = g[q];
+}
+
+void partial_gains(const float* kp, int64_t w, const int64_t* ids, int64_t rows, int64_t i0, const float* sq, const double* m, double* out) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) partial_gains_group<4>(kp + r * w, w, ids + r, i0, sq, m, out + r);
+  for (; r < rows; ++r) partial_gains_group<1>(kp + r * w, w, ids + r, i0, sq, m, out + r);
+}
 
 // Gain of one candidate from its distance row d[i] = D_ji.
 double gain_from_row(const float* d, const std::vector<double>& m, int64_t n) {
@@ -130,38 +172,31 @@ FacilityLocationResult facility_location_greedy(const GradientRows& rows, int64_
       for (const auto& e : fresh) heap.push(e);
       // The stale candidates' distances to all N points in chunks of columns: per chunk two
       // small GEMMs ([S, ·] × [·, chunk]) that read each gradient row once per round instead
-      // of once per candidate (~10x faster than a row at a time), then the partial gains,
-      // summed per candidate in chunk order. The partial gains of the S candidates run on
-      // every torch thread (at::parallel_for over candidates): each candidate's sum is still
-      // taken by one thread in the same order, so the result is bit-identical to one thread.
-      // (Splitting the chunks, i.e. the GEMMs, over threads was measured slower on 2 cores:
-      // OpenBLAS calls from two threads contend.)
+      // of once per candidate (~10x faster than a row at a time), then each candidate's
+      // partial gain over the chunk. The (chunk, half of the candidates) pieces run on every
+      // torch thread (at::parallel_for; a single-threaded GEMM each: a GEMM's rows do not
+      // depend on how its rows are split, checked in the tests), and the partial gains are then
+      // added per candidate in chunk order: the same sums as on one thread, bit for bit.
       std::vector<int64_t> ids;
       for (const auto& e : stale) ids.push_back(e.index);
       const int64_t S = int64_t(ids.size());
       const auto stale_rows = rows.rows(torch::tensor(ids, torch::kInt64));
-      std::vector<double> gain(size_t(S), 0.0);
+      const int64_t chunks = (n + kColumnChunk - 1) / kColumnChunk;
+      const int64_t half = (S + 1) / 2, pieces = chunks * 2;
+      std::vector<double> partial(size_t(chunks * S), 0.0);  // [chunk][candidate]
       const float* sq = sq_all.data_ptr<float>();
-      for (int64_t i0 = 0; i0 < n; i0 += kColumnChunk) {
-        const int64_t w = std::min(kColumnChunk, n - i0);
-        auto k = stale_rows.inner(rows.slice(i0, w)).contiguous();  // [S, w] <x_j, x_i>
-        const float* kp = k.data_ptr<float>();
-        at::parallel_for(0, S, /*grain_size=*/1, [&](int64_t r0, int64_t r1) {
-          for (int64_t r = r0; r < r1; ++r) {
-            const int64_t j = ids[size_t(r)];
-            const float* kr = kp + r * w;
-            double g = 0.0;
-            for (int64_t t = 0; t < w; ++t) {
-              const int64_t i = i0 + t;
-              // D_ji with the float operations of squared_distances(): (−2·<x_j, x_i> + |x_j|²) + |x_i|², ≥ 0.
-              const float d = i == j ? 0.0f : std::max(kr[t] * -2.0f + sq[j] + sq[i], 0.0f);
-              const double diff = m[size_t(i)] - double(d);
-              if (diff > 0) g += diff;
-            }
-            gain[size_t(r)] += g;
-          }
-        });
-      }
+      parallel_pieces(pieces, [&](int64_t piece) {
+        {
+          const int64_t c = piece / 2, r0 = (piece % 2) * half, nr = std::min(S, r0 + half) - r0;
+          if (nr <= 0) return;
+          const int64_t i0 = c * kColumnChunk, w = std::min(kColumnChunk, n - i0);
+          auto k = stale_rows.slice(r0, nr).inner(rows.slice(i0, w)).contiguous();  // [nr, w] <x_j, x_i>
+          partial_gains(k.data_ptr<float>(), w, ids.data() + r0, nr, i0, sq, m.data(), partial.data() + c * S + r0);
+        }
+      });
+      std::vector<double> gain(size_t(S), 0.0);
+      for (int64_t c = 0; c < chunks; ++c)
+        for (int64_t r = 0; r < S; ++r) gain[size_t(r)] += partial[size_t(c * S + r)];
       for (int64_t r = 0; r < S; ++r) stale[size_t(r)].gain = gain[size_t(r)];
       for (auto& e : stale) {
         e.step = step;
@@ -173,22 +208,32 @@ FacilityLocationResult facility_location_greedy(const GradientRows& rows, int64_
     selected[size_t(j)] = 1;
     out.order.push_back(j);
     out.gains.push_back(pick.gain);
-    torch::Tensor pick_row;
-    const float* row = nullptr;
-    if (out.used_matrix) {
-      row = matrix[j].data_ptr<float>();
-    } else {
-      pick_row = rows.rows(torch::tensor({j}, torch::kInt64)).squared_distances(rows).contiguous();
-      pick_row.data_ptr<float>()[j] = 0.0f;
-      row = pick_row.data_ptr<float>();
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      const double dij = double(row[i]);
-      if (dij < m[size_t(i)]) {
-        m[size_t(i)] = dij;
-        out.cluster[size_t(i)] = j;
+    // Every point's distance to its nearest pick and its cluster: independent per point, so
+    // the column chunks run on every torch thread (the pick's distances to a chunk are one
+    // chunk of the same single-row product: the same numbers as the whole row at once).
+    const GradientRows pick_row = out.used_matrix ? GradientRows() : rows.rows(torch::tensor({j}, torch::kInt64));
+    const int64_t update_chunks = (n + kColumnChunk - 1) / kColumnChunk;
+    parallel_pieces(update_chunks, [&](int64_t c) {
+      {
+        const int64_t i0 = c * kColumnChunk, w = std::min(kColumnChunk, n - i0);
+        torch::Tensor d;
+        const float* row = nullptr;
+        if (out.used_matrix) {
+          row = matrix[j].data_ptr<float>() + i0;
+        } else {
+          d = pick_row.squared_distances(rows.slice(i0, w)).contiguous();  // [1, w]
+          row = d.data_ptr<float>();
+        }
+        for (int64_t t = 0; t < w; ++t) {
+          const int64_t i = i0 + t;
+          const double dij = i == j ? 0.0 : double(row[t]);
+          if (dij < m[size_t(i)]) {
+            m[size_t(i)] = dij;
+            out.cluster[size_t(i)] = j;
+          }
+        }
       }
-    }
+    });
   }
   return out;
 }

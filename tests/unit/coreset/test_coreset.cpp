@@ -237,6 +237,9 @@ TEST(Craig, ColumnBlocksGiveTheMatrixResultWithoutAnNxNMatrix) {
   EXPECT_FALSE(b.used_matrix);
   EXPECT_EQ(a.order, b.order);
   EXPECT_EQ(a.cluster, b.cluster);
+  // Within one column chunk both modes add the same float distances in the same order: after
+  // the first pick (whose gain carries each mode's bound c) the gains are equal bit for bit.
+  for (size_t q = 1; q < a.gains.size(); ++q) EXPECT_EQ(a.gains[q], b.gains[q]) << "pick " << q;
   // More points than one column chunk (4096): the blocks are summed chunk by chunk.
   auto big_g = gradient_like(4500, 5, 2, 11);
   GradientRows big(big_g);
@@ -263,21 +266,34 @@ TEST(Craig, ColumnBlocksGiveTheMatrixResultWithoutAnNxNMatrix) {
   EXPECT_LT(a.evaluations, 700 * 40 / 2);
 }
 
-// The distance-blocks refresh runs its partial gains on every torch thread; each candidate's
-// gain is still summed by one thread in one order, so the selection is bit-identical.
+// The distance-blocks refresh splits each round into (column chunk, half of the candidates)
+// pieces on every torch thread; each candidate's gain is still summed in one order, so the
+// selection is bit-identical on any number of threads. 9 000 points: 3 column chunks.
 TEST(Craig, ThreadsDoNotChangeTheSelection) {
-  auto g = gradient_like(3000, 10, 0, 17);
+  auto g = gradient_like(9000, 10, 0, 17);
   const GradientRows rows(g);
   const int old_threads = torch::get_num_threads();
   torch::set_num_threads(1);
-  const auto one = facility_location_greedy(rows, 300, /*matrix_bytes=*/0, /*block=*/16);
+  const auto one = facility_location_greedy(rows, 120, /*matrix_bytes=*/0, /*block=*/16);
   torch::set_num_threads(2);
-  const auto two = facility_location_greedy(rows, 300, /*matrix_bytes=*/0, /*block=*/16);
+  const auto two = facility_location_greedy(rows, 120, /*matrix_bytes=*/0, /*block=*/16);
   torch::set_num_threads(old_threads);
   ASSERT_FALSE(one.used_matrix);
   EXPECT_EQ(one.order, two.order);
   EXPECT_EQ(one.gains, two.gains);  // exactly, not within a tolerance
   EXPECT_EQ(one.cluster, two.cluster);
+}
+
+// The refresh relies on a matrix product's rows not depending on how its rows are split (the
+// pieces above); checked here for the shapes CRAIG uses (logits: K = 10; logits-embedding).
+TEST(Craig, MatrixProductRowsDoNotDependOnTheRowSplit) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
+  for (int64_t k : {10, 650}) {
+    auto a = torch::randn({64, k}, gen), b = torch::randn({k, 4096}, gen);
+    auto full = torch::matmul(a, b);
+    EXPECT_TRUE(torch::equal(full.narrow(0, 0, 32), torch::matmul(a.narrow(0, 0, 32), b))) << k;
+    EXPECT_TRUE(torch::equal(full.narrow(0, 32, 32), torch::matmul(a.narrow(0, 32, 32), b))) << k;
+  }
 }
 
 TEST(Craig, FactoredInnerProductsEqualExplicitRows) {
