@@ -97,7 +97,11 @@ void BM_QuickstartStep(benchmark::State& state) {
       std::vector<std::vector<torch::Tensor>> grads(2);
       parallel_jobs(2, [&](int64_t k) { grads[size_t(k)] = torch::autograd::grad({term(k)}, params, {}, false, false, true); });
       torch::NoGradGuard ng;
-      for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad().add_(grads[0][i] + grads[1][i]);
+      for (size_t i = 0; i < params.size(); ++i) {
+        auto& g = params[i].mutable_grad();
+        if (g.defined()) g.add_(grads[0][i] + grads[1][i]);
+        else g = grads[0][i] + grads[1][i];
+      }
     } else {
       (term(0) + term(1)).backward();
     }
