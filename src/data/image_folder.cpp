@@ -123,7 +123,11 @@ torch::Tensor ImageFolderDataset::images(const torch::Tensor& indices) const {
   std::atomic<int64_t> next{0};
   std::exception_ptr error;
   std::mutex error_mutex;
+  // `out` is an inference tensor when the caller runs under InferenceMode (a thread-local
+  // state): the worker threads write it in the same mode.
+  const bool inference = c10::InferenceMode::is_enabled();
   auto work = [&] {
+    c10::InferenceMode mode(inference);
     for (int64_t i = next++; i < n; i = next++) {
       try {
         const auto& path = files_[static_cast<size_t>(ip[i])];
