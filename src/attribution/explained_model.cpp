@@ -50,4 +50,6 @@ torch::Tensor ClassifierExplained::output_relevance(const torch::Tensor& tokens,
   return R;
 }
 
+void NoEncoderExplained::unavailable() const { throw_run("the {} learner has no encoder tokens to explain (use memory.tokens: random)", kind_); }
+
 }  // namespace cts

@@ -62,7 +62,7 @@ void visit_config(Config& c, V&& v) {
   v(c.data.channels, Field{"data.channels", "synthetic: image channels (1 or 3).", nullptr, 1, 3});
   v(c.data.workers, Field{"data.workers", "Threads decoding ImageFolder files.", nullptr, 1, 256});
 
-  v(c.model.learner, Field{"model.learner", "The model kind the sequential loop trains: vit-classifier (a ViT with one growing class-incremental head) or linear-probe (a linear head on frozen, seeded random patch features; a small learner for tests and baselines).", learner_names});
+  v(c.model.learner, Field{"model.learner", "The model kind the sequential loop trains: vit-classifier (a ViT with one growing class-incremental head), linear-probe (a linear head on frozen, seeded random patch features; a small learner for tests and baselines) or dytox (DyTox: shared self-attention blocks, a task-attention block with one task token per task, a classifier per task; settings in dytox.*; the model.* preset gives patch geometry, width, heads, and depth = SABs + 1 TAB).", learner_names});
   v(c.model.preset, Field{"model.preset", "Architecture preset (timm names for the 224-px models).", vit_preset_names});
   v(c.model.weights, Field{"model.weights", "A .safetensors file with timm-named weights to start from; empty: random init. A head of another class count is re-created."});
   v(c.model.img_size, Field{"model.img_size", "Override the preset's input size; 0 keeps it (data.image_size must match).", nullptr, 0});
@@ -100,6 +100,8 @@ void visit_config(Config& c, V&& v) {
   v(c.memory.sample_fraction, Field{"memory.sample_fraction", "s: fraction of each class's samples kept (null: from retention).", nullptr, 0.0, 1.0, true});
   v(c.memory.token_fraction, Field{"memory.token_fraction", "k: fraction of each kept sample's patch tokens kept (null: from retention).", nullptr, 0.0, 1.0, true});
   v(c.memory.budget_bytes, Field{"memory.budget_bytes", "Byte budget of the whole buffer after the last task, instead of fractions (retention is then ignored). Each task gets a share proportional to its training samples (plus what earlier tasks left unused); coreset keeps as many whole samples as fit, core-tokens as many tokens per sample as fit, core-tokenset picks the tokens per sample on a grid (T, T/2, T/4, ..., 1) by the lowest held-out loss of a linear probe trained on the candidate memory as it would be replayed (see README). Null: use the fractions.", nullptr, 0.0, kInf, true});
+  v(c.memory.size_policy, Field{"memory.size_policy", "grow: each task adds its own memory (its fraction of the data, or its share of budget_bytes) and nothing is removed. fixed: the memory holds memory.samples samples (or memory.budget_bytes) from the first task on, split evenly over the classes seen; when new classes arrive each old class keeps the first of its samples in the coreset method's order (iCaRL, DyTox; coreset or core-tokenset with memory.token_fraction).", size_policy_names});
+  v(c.memory.samples, Field{"memory.samples", "size_policy fixed: samples the memory holds at every moment (e.g. 2000, DyTox's and iCaRL's CIFAR-100 memory); 0: size it by memory.budget_bytes instead.", nullptr, 0});
   v(c.memory.selection, Field{"memory.selection", "two-stage: coreset per class, then the top tokens of each kept sample (the paper). joint: one pass scores every (sample, token) pair as (1 + gradient-matching gain of the sample) x (token relevance share of memory.tokens) and keeps the top pairs of each class under its byte share, so samples keep different numbers of tokens; new data then keeps as many tokens as a randomly drawn memory sample, so the count does not mark replay (core-tokenset only; memory.coreset is not used; experimental, see docs/results.md).", selection_mode_names});
   v(c.memory.coreset, Field{"memory.coreset", "Sample (coreset) selection method: random, herding (iCaRL, normalised pre-logits features), craig (facility location on last-layer gradients, weights = cluster sizes), gradmatch (non-negative OMP matching the class gradient sum).", sample_selector_names});
   v(c.memory.tokens, Field{"memory.tokens", "Token selection (attribution) method.", token_selector_names});
@@ -118,6 +120,12 @@ void visit_config(Config& c, V&& v) {
   v(c.memory.atman_similarity_rank, Field{"memory.atman_similarity_rank", "AtMan: rank tokens by cosine similarity to the single most relevant token (the paper's appendix variant).", nullptr});
   v(c.memory.atman_chunk, Field{"memory.atman_chunk", "AtMan: perturbed image copies per forward batch (memory vs. speed).", nullptr, 1});
 
+  v(c.learners.dytox.divergence_weight, Field{"dytox.divergence_weight", "DyTox: weight of the divergence-head loss (binary cross-entropy of an auxiliary classifier on the newest task embedding over 'old' + the new classes); 0 turns it off.", nullptr, 0.0});
+  v(c.learners.dytox.kd_temperature, Field{"dytox.kd_temperature", "DyTox: temperature of the distillation from the model of the previous task (weight alpha = old classes / all classes).", nullptr, 0.0, kInf, true});
+  v(c.learners.dytox.finetune_epochs, Field{"dytox.finetune_epochs", "DyTox: epochs of the balanced finetuning after each task from the second on (memory plus as many new samples per class as the memory holds per old class; patch embedding, positions and SABs frozen, everything else trained, no distillation or divergence loss, as the original); 0 turns it off.", nullptr, 0});
+  v(c.learners.dytox.finetune_lr, Field{"dytox.finetune_lr", "DyTox: the constant learning rate of the balanced finetuning (the original: 5e-5 x batch / 512).", nullptr, 0.0, kInf, true});
+  v(c.learners.dytox.task_token_init, Field{"dytox.task_token_init", "DyTox: a new task's token is trunc-normal (std 0.02, what the original code does: its deep copy of the previous token is redrawn) or copy (the previous task's token, as the paper's text suggests).", one_of({"trunc-normal", "copy"})});
+  v(c.learners.dytox.mixup_alpha, Field{"dytox.mixup_alpha", "DyTox+: MixUp of the new data with lambda ~ Beta(alpha, alpha) per batch and soft targets; 0: off (the original DyTox+ uses 0.8).", nullptr, 0.0});
   v(c.output.dir, Field{"output.dir", "Run folder; empty: runs/<config file name>."});
   v(c.output.progress, Field{"output.progress", "Progress output: auto (a bar on a terminal, periodic lines otherwise), bar, lines, none.", one_of({"auto", "bar", "lines", "none"})});
   v(c.output.progress_seconds, Field{"output.progress_seconds", "Seconds between progress lines when not on a terminal.", nullptr, 0.0, kInf, true});
@@ -141,6 +149,7 @@ std::string to_text(const ClassOrder& v) {
 }
 
 const char* name_of(FillMode v) { return fill_mode_name(v); }
+using cts::name_of;
 const char* name_of(TokenDropPolicy v) { return token_drop_policy_names().at(static_cast<size_t>(v)).c_str(); }
 template <class E, std::enable_if_t<std::is_enum_v<E>, int> = 0>
 std::string to_text(const E& v) {

@@ -250,7 +250,7 @@ CoresetResult CraigCoreset::select(const CoresetInput& in) {
     gamma[size_t(it - picked.begin())] += 1.0f;
   }
   CoresetResult r;
-  r.indices = torch::tensor(picked, torch::kInt64);
+  sort_with_rank(torch::tensor(fl.order, torch::kInt64), r);
   r.weights = torch::tensor(gamma, torch::kFloat32);
   return r;
 }

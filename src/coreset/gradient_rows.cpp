@@ -18,6 +18,12 @@ void check_coreset_input(const CoresetInput& in, const SampleSelector& m) {
   }
 }
 
+void sort_with_rank(const torch::Tensor& order, CoresetResult& result) {
+  auto [sorted, place] = torch::sort(order.to(torch::kInt64));
+  result.indices = sorted;
+  result.rank = place;  // place[i]: where sorted[i] stood in `order`
+}
+
 GradientRows::GradientRows(torch::Tensor g, torch::Tensor e) {
   TORCH_CHECK(g.dim() == 2, "gradient rows: g must be [N, C], got ", g.sizes());
   g_ = g.to(torch::kCPU, torch::kFloat32).contiguous();

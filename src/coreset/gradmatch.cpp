@@ -124,12 +124,13 @@ CoresetResult GradMatchCoreset::select(const CoresetInput& in) {
     for (int64_t a = 0; a < n && int64_t(picked.size()) < in.budget; ++a)
       if (!taken[size_t(p[a])]) picked.emplace_back(p[a], float(mean_w)), taken[size_t(p[a])] = 1;
   }
+  std::vector<int64_t> order;  // OMP's picks, then the fill
+  for (const auto& [i, wt] : picked) order.push_back(i);
   std::sort(picked.begin(), picked.end());
-  std::vector<int64_t> idx;
   std::vector<float> wts;
-  for (const auto& [i, wt] : picked) idx.push_back(i), wts.push_back(wt);
+  for (const auto& [i, wt] : picked) wts.push_back(wt);
   CoresetResult r;
-  r.indices = torch::tensor(idx, torch::kInt64);
+  sort_with_rank(torch::tensor(order, torch::kInt64), r);
   r.weights = torch::tensor(wts, torch::kFloat32);
   return r;
 }

@@ -49,7 +49,7 @@ torch::Tensor herding_order(const torch::Tensor& features, int64_t count) {
 CoresetResult HerdingCoreset::select(const CoresetInput& in) {
   check_coreset_input(in, *this);
   CoresetResult r;
-  r.indices = std::get<0>(torch::sort(herding_order(in.features, in.budget)));
+  sort_with_rank(herding_order(in.features, in.budget), r);
   r.weights = torch::ones({in.budget}, torch::kFloat32);
   return r;
 }

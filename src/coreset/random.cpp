@@ -12,7 +12,7 @@ CoresetResult RandomCoreset::select(const CoresetInput& in) {
   auto gen = make_generator(in.seed, "coreset_random", {in.task, in.class_id});
   auto perm = torch::randperm(in.num_samples, gen, torch::kInt64);
   CoresetResult r;
-  r.indices = std::get<0>(torch::sort(perm.narrow(0, 0, in.budget)));
+  sort_with_rank(perm.narrow(0, 0, in.budget), r);
   r.weights = torch::ones({in.budget}, torch::kFloat32);
   return r;
 }

@@ -4,17 +4,19 @@
 #include <fmt/format.h>
 
 #include "cts/core/error.hpp"
+#include "cts/learners/dytox/dytox.hpp"
 #include "cts/learners/linear_probe/linear_probe.hpp"
 #include "cts/learners/vit_classifier/vit_classifier.hpp"
 
 namespace cts {
 
-std::vector<std::string> learner_names() { return {"vit-classifier", "linear-probe"}; }
+std::vector<std::string> learner_names() { return {"vit-classifier", "linear-probe", "dytox"}; }
 
 std::unique_ptr<Learner> make_learner(const LearnerContext& context) {
   const std::string& kind = context.model.learner;
   if (kind == "vit-classifier") return std::make_unique<ViTClassifier>(context);
   if (kind == "linear-probe") return std::make_unique<LinearProbe>(context);
+  if (kind == "dytox") return std::make_unique<DyTox>(context);
   throw_input("model.learner = '{}' is not known; accepted: {}", kind, fmt::join(learner_names(), ", "));
 }
 

@@ -134,6 +134,13 @@ double probe_holdout_loss(const torch::Tensor& train_features, const torch::Tens
   return torch::cross_entropy_loss(logits, yte).item<double>();
 }
 
+int64_t fixed_class_quota(const MemoryFractions& f, int64_t classes, int64_t sample_bytes) {
+  TORCH_CHECK(classes >= 1 && sample_bytes >= 1, "fixed memory: bad class count or sample size");
+  if (f.fixed_samples) return *f.fixed_samples / classes;
+  TORCH_CHECK(f.fixed_bytes.has_value(), "fixed_class_quota needs a fixed memory size");
+  return (*f.fixed_bytes / classes) / sample_bytes;
+}
+
 MemoryFractions plan_byte_budget(const MemoryFractions& in, MemoryStrategy strategy, const BudgetData& d) {
   TORCH_CHECK(in.budget_bytes.has_value(), "plan_byte_budget needs memory.budget_bytes");
   const int64_t budget = *in.budget_bytes;

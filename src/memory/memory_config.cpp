@@ -21,11 +21,54 @@ const std::vector<std::string>& explain_target_names() {
   static const std::vector<std::string> names = {"label", "predicted"};
   return names;
 }
+const std::vector<std::string>& size_policy_names() {
+  static const std::vector<std::string> names = {"grow", "fixed"};
+  return names;
+}
+const char* name_of(SizePolicy v) { return size_policy_names().at(static_cast<size_t>(v)).c_str(); }
 const char* name_of(MemoryStrategy v) { return memory_strategy_names().at(static_cast<size_t>(v)).c_str(); }
 const char* name_of(SelectionMode v) { return selection_mode_names().at(static_cast<size_t>(v)).c_str(); }
 const char* name_of(ExplainTarget v) { return explain_target_names().at(static_cast<size_t>(v)).c_str(); }
 
+namespace {
+
+// memory.size_policy = fixed: a memory of `samples` samples, or of `budget_bytes`, from the
+// first task on; core-tokenset samples keep token_fraction (given, else sqrt(retention)) of
+// their tokens.
+MemoryFractions resolve_fixed(const MemoryConfig& m) {
+  if (m.strategy != MemoryStrategy::Coreset && m.strategy != MemoryStrategy::CoreTokenset) {
+    throw_input("memory.size_policy = fixed keeps a fixed number of samples: it needs memory.strategy = coreset or core-tokenset, got {}",
+                name_of(m.strategy));
+  }
+  if (m.selection != SelectionMode::TwoStage) throw_input("memory.size_policy = fixed works with memory.selection = two-stage, got joint");
+  if ((m.samples > 0) == m.budget_bytes.has_value()) {
+    throw_input("memory.size_policy = fixed needs exactly one of memory.samples (> 0) and memory.budget_bytes; got {}",
+                m.samples > 0 ? "both" : "neither");
+  }
+  if (m.sample_fraction) throw_input("memory.size_policy = fixed sizes the memory by memory.samples or memory.budget_bytes: set memory.sample_fraction to null");
+  MemoryFractions f;
+  f.uses_memory = true;
+  if (m.samples > 0) f.fixed_samples = m.samples;
+  else {
+    if (*m.budget_bytes < 1.0 || *m.budget_bytes > 9.0e18) throw_input("memory.budget_bytes = {} is out of range; accepted: [1, 9e18] bytes", *m.budget_bytes);
+    f.fixed_bytes = static_cast<int64_t>(std::floor(*m.budget_bytes));
+  }
+  if (m.strategy == MemoryStrategy::Coreset) {
+    if (m.token_fraction && *m.token_fraction != 1.0) throw_input("memory.strategy = coreset keeps whole samples: memory.token_fraction must be null or 1 (use core-tokenset)");
+    f.token_fraction = 1.0;
+  } else {
+    f.token_fraction = m.token_fraction ? *m.token_fraction : std::sqrt(m.retention);
+  }
+  f.sample_fraction = 1.0;  // per class: what the memory's size affords (selection computes it)
+  f.retention = f.token_fraction;
+  return f;
+}
+
+}  // namespace
+
 MemoryFractions resolve_memory_fractions(const MemoryConfig& m) {
+  if (m.size_policy == SizePolicy::Fixed) return resolve_fixed(m);
+  if (m.samples > 0) throw_input("memory.samples = {} sizes a fixed memory: it needs memory.size_policy = fixed", m.samples);
   MemoryFractions f;
   const double r = m.retention;
   if (m.selection == SelectionMode::Joint && m.strategy != MemoryStrategy::CoreTokenset) {

@@ -51,9 +51,11 @@ std::vector<int64_t> sizes_of(const std::vector<torch::Tensor>& rows) {
 }
 
 // Coreset per class with the given budgets: kept rows (class after class) and weights.
+// `priority_order`: each class's kept rows in the method's own order (rank), not ascending: a
+// fixed-size memory keeps the first of them when it shrinks the class.
 std::pair<torch::Tensor, torch::Tensor> run_coreset(const TaskRows& tr, const std::vector<torch::Tensor>& class_rows,
                                                     const std::vector<int64_t>& budgets, SampleSelector& coreset, int64_t task,
-                                                    uint64_t seed) {
+                                                    uint64_t seed, bool priority_order = false) {
   std::vector<torch::Tensor> kept_rows, kept_weights;
   for (size_t ci = 0; ci < class_rows.size(); ++ci) {
     const auto& rows = class_rows[ci];
@@ -75,8 +77,16 @@ std::pair<torch::Tensor, torch::Tensor> run_coreset(const TaskRows& tr, const st
     auto r = coreset.select(in);
     if (r.indices.size(0) != budget) throw_run("coreset method {} returned {} samples for a budget of {}", coreset.name(), r.indices.size(0), budget);
     if (r.weights.defined() && r.weights.numel() > 0 && r.weights.min().item<double>() < 0) throw_run("coreset method {} returned a negative weight", coreset.name());
-    kept_rows.push_back(rows.index_select(0, r.indices));
-    kept_weights.push_back(r.weights.defined() ? r.weights.to(torch::kFloat32) : torch::ones({budget}));
+    auto kept = rows.index_select(0, r.indices);
+    auto w = r.weights.defined() ? r.weights.to(torch::kFloat32) : torch::ones({budget});
+    if (priority_order) {
+      if (!r.rank.defined() || r.rank.numel() != budget) throw_run("coreset method {} gave no order of its samples", coreset.name());
+      const auto by_rank = torch::argsort(r.rank);
+      kept = kept.index_select(0, by_rank);
+      w = w.index_select(0, by_rank);
+    }
+    kept_rows.push_back(kept);
+    kept_weights.push_back(w);
   }
   if (kept_rows.empty()) return {torch::zeros({0}, torch::kInt64), torch::zeros({0})};
   return {torch::cat(kept_rows), torch::cat(kept_weights)};
@@ -188,9 +198,9 @@ SelectionReport select_task_memory(MemoryModel& model, const Dataset& train, con
   const int64_t C = buffer.channels(), p = buffer.patch_size();
   auto cost = [&](int64_t t) { return stored_sample_bytes(C, p, t, st.store_weights); };
 
-  if ((st.joint || st.budget_bytes > 0) && train.has_payload()) {
+  if ((st.joint || st.budget_bytes > 0 || st.fractions.fixed_bytes) && train.has_payload()) {
     throw_input("memory.{}: the samples of {} carry a payload (e.g. text) whose bytes the byte-budget rules do not count; use "
-                "memory.retention or memory.sample_fraction / token_fraction with memory.selection: two-stage",
+                "memory.retention, memory.sample_fraction / token_fraction or memory.samples with memory.selection: two-stage",
                 st.joint ? "selection = joint" : "budget_bytes", train.name());
   }
   if (st.joint) {
@@ -201,6 +211,53 @@ SelectionReport select_task_memory(MemoryModel& model, const Dataset& train, con
       for (const auto& rows : tr.class_rows) budget += class_budget(st.fractions.sample_fraction, rows.size(0)) * cost(k);
     }
     return select_task_memory_joint(model, train, split, task, token_selector, st, budget, buffer);
+  }
+
+  if (st.fractions.fixed_samples || st.fractions.fixed_bytes) {
+    // A fixed-size memory: every class seen keeps q samples; old classes shrink to their first q.
+    SelectionReport report;
+    int64_t seen = 0;
+    for (int64_t u = 0; u <= task; ++u) seen += int64_t(split.task_classes.at(size_t(u)).size());
+    const int64_t k = st.fractions.token_fraction >= 1.0 ? T : std::max<int64_t>(1, std::llround(st.fractions.token_fraction * double(T)));
+    const int64_t q = fixed_class_quota(st.fractions, seen, cost(k));
+    if (q < 1) {
+      throw_input("memory.{} holds less than one sample of {} tokens ({} bytes) per class for the {} classes seen after task {}",
+                  st.fractions.fixed_samples ? fmt::format("samples = {}", *st.fractions.fixed_samples)
+                                             : fmt::format("budget_bytes = {}", *st.fractions.fixed_bytes),
+                  k, cost(k), seen, task);
+    }
+    report.removed = buffer.keep_first_per_class(q);
+    TaskRows tr = task_rows(train, split, task);
+    std::vector<int64_t> budgets;
+    bool any_cut = false;
+    for (const auto& rows : tr.class_rows) {
+      budgets.push_back(std::min<int64_t>(q, rows.size(0)));
+      any_cut = any_cut || budgets.back() < rows.size(0);
+    }
+    const auto tc = std::chrono::steady_clock::now();
+    if (any_cut && (coreset.needs_gradients() || coreset.needs_features())) {
+      auto rows = model.coreset_rows(train, tr.task_idx, st.feature_batch_size);
+      tr.grads = rows.gradients, tr.feats = rows.features;
+    }
+    auto [rows, weights] = run_coreset(tr, tr.class_rows, budgets, coreset, task, st.seed, /*priority_order=*/true);
+    report.coreset_seconds = seconds_since(tc);
+    const auto t1 = std::chrono::steady_clock::now();
+    const int64_t samples_kept = buffer.size(), tokens_kept_old = buffer.tokens(), bytes_kept = buffer.bytes();
+    store_rows(model, train, tr, rows, weights, k, token_selector, st, task, buffer);
+    report.attribution_seconds = seconds_since(t1);
+    report.per_class = budgets;
+    report.tokens_per_sample = k;
+    report.samples = buffer.size() - samples_kept;
+    report.tokens = buffer.tokens() - tokens_kept_old;
+    report.bytes = buffer.bytes();
+    report.added_bytes = buffer.bytes() - bytes_kept;
+    if (st.fractions.fixed_samples && buffer.size() > *st.fractions.fixed_samples) {
+      throw_run("the fixed memory holds {} samples, over its {} (a bug in the quota rules)", buffer.size(), *st.fractions.fixed_samples);
+    }
+    if (st.fractions.fixed_bytes && buffer.bytes() > *st.fractions.fixed_bytes) {
+      throw_run("the fixed memory takes {} bytes, over its {} (a bug in the quota rules)", buffer.bytes(), *st.fractions.fixed_bytes);
+    }
+    return report;
   }
 
   SelectionReport report;

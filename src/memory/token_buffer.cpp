@@ -65,6 +65,45 @@ int64_t TokenBuffer::bytes() const {
          (has_weights() ? 4 * n : 0) + (has_payload() ? 4 * payload_.values.size(0) /*payload I32*/ + 2 * n /*payload_lengths U16*/ : 0);
 }
 
+void TokenBuffer::retain(const torch::Tensor& indices) {
+  auto idx = indices.to(torch::kCPU, torch::kInt64).contiguous();
+  const int64_t n = idx.size(0);
+  TORCH_CHECK(n == 0 || (idx.min().item<int64_t>() >= 0 && idx.max().item<int64_t>() < size()), "buffer.retain: index out of range");
+  TORCH_CHECK(n < 2 || (idx.narrow(0, 1, n - 1) > idx.narrow(0, 0, n - 1)).all().item<bool>(), "buffer.retain: indices must be ascending");
+  if (n == size()) return;
+  // The kept samples' tokens: offsets[i] .. offsets[i] + counts[i] for each kept i.
+  auto counts = counts_.index_select(0, idx);
+  auto starts = offsets_.index_select(0, idx).repeat_interleave(counts);
+  auto first = (torch::cumsum(counts, 0) - counts).repeat_interleave(counts);
+  auto tokens = starts + (torch::arange(counts.sum().item<int64_t>(), torch::kInt64) - first);
+  patches_ = patches_.index_select(0, tokens).contiguous();
+  positions_ = positions_.index_select(0, tokens);
+  counts_ = counts;
+  offsets_ = torch::cumsum(counts, 0) - counts;
+  labels_ = labels_.index_select(0, idx);
+  tasks_ = tasks_.index_select(0, idx);
+  if (weights_.defined()) weights_ = weights_.index_select(0, idx);
+  if (!payload_.empty()) payload_ = payload_.select(idx);
+  if (n == 0) {  // an empty buffer holds no tensors at all
+    auto meta = metadata_;
+    *this = TokenBuffer(channels_, image_size_, patch_size_);
+    metadata_ = meta;
+  }
+}
+
+int64_t TokenBuffer::keep_first_per_class(int64_t per_class) {
+  TORCH_CHECK(per_class >= 0, "buffer.keep_first_per_class: negative count");
+  std::vector<int64_t> keep;
+  std::map<int64_t, int64_t> seen;
+  const int64_t n = size();
+  auto labels = n ? labels_.contiguous() : torch::Tensor();
+  for (int64_t i = 0; i < n; ++i)
+    if (seen[labels.data_ptr<int64_t>()[i]]++ < per_class) keep.push_back(i);
+  const int64_t removed = n - int64_t(keep.size());
+  if (removed > 0) retain(torch::tensor(keep, torch::kInt64));
+  return removed;
+}
+
 BufferBatch TokenBuffer::gather(const torch::Tensor& indices, bool want_images, bool want_patches) const {
   auto idx = indices.to(torch::kCPU, torch::kInt64).flatten();
   const int64_t B = idx.size(0), T = num_tokens(), C = channels_, p = patch_size_;

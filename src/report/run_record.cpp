@@ -113,6 +113,7 @@ nlohmann::json RunRecord::to_json() const {
   j["initial_eval_seconds"] = initial_eval_seconds;
   j["total_seconds"] = total_seconds;
   j["task_classes"] = task_classes;
+  j["parameters"] = parameters;
   j["device"] = device;
   return j;
 }
@@ -159,6 +160,7 @@ RunRecord RunRecord::from_json(const nlohmann::json& j) {
   r.total_seconds = j.at("total_seconds");
   r.task_classes = j.at("task_classes").get<std::vector<std::vector<std::string>>>();
   r.device = j.value("device", "");
+  if (j.contains("parameters")) r.parameters = j.at("parameters").get<std::vector<int64_t>>();
   return r;
 }
 
@@ -213,6 +215,9 @@ nlohmann::json metrics_json(const RunRecord& r, const MemoryFractions& fr) {
                  {"sample_fraction", fr.sample_fraction},
                  {"token_fraction", fr.token_fraction},
                  {"budget_bytes", fr.budget_bytes ? nlohmann::json(*fr.budget_bytes) : nlohmann::json(nullptr)}};
+  if (!r.parameters.empty()) j["parameters_per_task"] = r.parameters;
+  if (fr.fixed_samples) j["memory"]["fixed_samples"] = *fr.fixed_samples;
+  if (fr.fixed_bytes) j["memory"]["fixed_bytes"] = *fr.fixed_bytes;
   nlohmann::json timing;
   double train = 0, eval = 0, sel = 0;
   int64_t samples = 0;
@@ -246,8 +251,10 @@ std::string summary_markdown(const RunRecord& r, const Config& c, const MemoryFr
                    r.tasks_done < r.num_tasks ? fmt::format(", {} done", r.tasks_done) : "", c.model.preset, c.model.learner,
                    name_of(c.memory.strategy));
   if (fr.uses_memory && c.memory.strategy != MemoryStrategy::Cumulative) {
-    const std::string size = fr.budget_bytes ? fmt::format("byte budget {}", human_bytes(*fr.budget_bytes))
-                                             : fmt::format("s = {:.4g}, k = {:.4g}", fr.sample_fraction, fr.token_fraction);
+    const std::string size = fr.fixed_samples ? fmt::format("fixed memory of {} samples, k = {:.4g}", *fr.fixed_samples, fr.token_fraction)
+                             : fr.fixed_bytes ? fmt::format("fixed memory of {}, k = {:.4g}", human_bytes(*fr.fixed_bytes), fr.token_fraction)
+                             : fr.budget_bytes ? fmt::format("byte budget {}", human_bytes(*fr.budget_bytes))
+                                               : fmt::format("s = {:.4g}, k = {:.4g}", fr.sample_fraction, fr.token_fraction);
     if (fr.joint) {
       o << fmt::format(" (joint selection, tokens {}, {}, fill {})", c.memory.tokens, size, fill_mode_name(c.memory.fill));
     } else {

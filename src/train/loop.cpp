@@ -53,9 +53,13 @@ class SequentialLoop {
   void setup();
   void restore(const CheckpointData& ck);
   void train_task(int64_t task, int64_t start_epoch, int64_t start_step);
+  void finetune(int64_t task, const FinetunePhase& phase);
+  // One optimizer step on the loss terms (parallel jobs, gradients added); returns [terms] float64.
+  torch::Tensor optimize(const StepLoss& terms, Optimizer& optimizer, double lr);
   torch::Tensor training_step(int64_t task, int64_t epoch, int64_t step, int64_t step_in_task, const torch::Tensor& images_u8,
                               const torch::Tensor& ids, double lr);
-  TokenKeep drop_tokens(int64_t task, int64_t epoch, int64_t step, const torch::Tensor& images_u8, const torch::Tensor& ids);
+  // `phase`: the random streams of training (0) or of a finetuning phase (1).
+  TokenKeep drop_tokens(int64_t task, int64_t epoch, int64_t step, const torch::Tensor& images_u8, const torch::Tensor& ids, int64_t phase = 0);
   std::optional<Batch> replay_batch(int64_t task, int64_t step_in_task);
   void evaluate(int64_t task);
   void select_memory(int64_t task);
@@ -127,7 +131,7 @@ void SequentialLoop::setup() {
   }
 
   // The learner.
-  learner_ = make_learner(LearnerContext{cfg_.model, data_, split_, cfg_.data.name, device_, seed()});
+  learner_ = make_learner(LearnerContext{cfg_.model, cfg_.learners, data_, split_, cfg_.data.name, device_, seed()});
   num_tokens_ = learner_->num_tokens();
   loss_terms_ = learner_->loss_terms();
   st_.loss_sums.assign(loss_terms_.size(), 0.0);
@@ -148,6 +152,18 @@ void SequentialLoop::setup() {
     bd.weights = cfg_.memory.use_weights;
     st_.fractions = plan_byte_budget(st_.fractions, strategy, bd);
     st_.replay_token_fraction = st_.fractions.token_fraction;
+  }
+  if (st_.fractions.fixed_samples || st_.fractions.fixed_bytes) {
+    // A fixed memory must hold a sample per class once every class has been seen.
+    const int64_t classes = split_.classes_per_task * split_.num_tasks();
+    const int64_t k = st_.fractions.token_fraction >= 1.0 ? num_tokens_ : std::max<int64_t>(1, std::llround(st_.fractions.token_fraction * double(num_tokens_)));
+    const int64_t sample_bytes = stored_sample_bytes(shape.channels, learner_->patch_size(), k, cfg_.memory.use_weights);
+    if (fixed_class_quota(st_.fractions, classes, sample_bytes) < 1) {
+      throw_input("memory.{} cannot hold one sample per class for the {} classes of the run; accepted: memory.samples >= {} or memory.budget_bytes >= {}",
+                  st_.fractions.fixed_samples ? fmt::format("samples = {}", *st_.fractions.fixed_samples)
+                                              : fmt::format("budget_bytes = {}", *st_.fractions.fixed_bytes),
+                  classes, classes, classes * sample_bytes);
+    }
   }
   st_.token_drop = cfg_.train.token_drop.is_auto ? (partial_memory ? 1.0 - st_.fractions.token_fraction : 0.0) : cfg_.train.token_drop.value;
   if (st_.token_drop >= 1.0) throw_input("train.token_drop = {} drops every token; accepted: [0, 1)", st_.token_drop);
@@ -171,6 +187,11 @@ void SequentialLoop::setup() {
                         {"retention", fmt::format("{}", st_.fractions.retention)},
                         {"dataset", cfg_.data.name},
                         {"class_order", fmt::format("{}", fmt::join(split_.class_order, ","))}};
+  if (cfg_.memory.size_policy == SizePolicy::Fixed) {
+    buffer_.metadata()["size_policy"] = "fixed";
+    buffer_.metadata()["fixed_size"] = st_.fractions.fixed_samples ? fmt::format("{} samples", *st_.fractions.fixed_samples)
+                                                                   : fmt::format("{} bytes", *st_.fractions.fixed_bytes);
+  }
 
   auto& record = st_.record;
   record.start(learner_->metrics(), split_.num_tasks());
@@ -276,8 +297,10 @@ RunSummary SequentialLoop::run_steps() {
     train_task(t, t == start_task ? start_epoch : 0, t == start_task ? start_step : 0);
     if (stopped_) break;
     learner_->end_task(t);
-    evaluate(t);
     select_memory(t);
+    if (const auto phase = learner_->finetune_phase(t)) finetune(t, *phase);
+    evaluate(t);
+    record.parameters.push_back(learner_->parameter_count());
     record.tasks_done = t + 1;
     update_memory_stats(t + 1);
     record.total_seconds = st_.seconds_before + seconds_since(run_start_);
@@ -402,7 +425,8 @@ void SequentialLoop::train_task(int64_t task, int64_t start_epoch, int64_t start
 }
 
 // Which tokens of each new-data sample survive this step.
-TokenKeep SequentialLoop::drop_tokens(int64_t task, int64_t epoch, int64_t step, const torch::Tensor& images_u8, const torch::Tensor& ids) {
+TokenKeep SequentialLoop::drop_tokens(int64_t task, int64_t epoch, int64_t step, const torch::Tensor& images_u8, const torch::Tensor& ids,
+                                      int64_t phase) {
   const int64_t B = images_u8.size(0);
   const int64_t kept = tokens_kept(1.0 - st_.token_drop, num_tokens_);
   // Joint selection keeps 1..T tokens per memory sample. New data then keeps a count drawn
@@ -411,7 +435,8 @@ TokenKeep SequentialLoop::drop_tokens(int64_t task, int64_t epoch, int64_t step,
   // that shortcut and scored 0 % on each new task's full test images).
   torch::Tensor counts;
   if (st_.fractions.joint && !buffer_.empty()) {
-    auto gen = make_generator(seed(), "token_drop_counts", {task, epoch, step});
+    auto gen = phase ? make_generator(seed(), "finetune_token_drop_counts", {task, epoch, step})
+                     : make_generator(seed(), "token_drop_counts", {task, epoch, step});
     counts = buffer_.counts().index_select(0, torch::randint(buffer_.size(), {B}, gen, torch::kInt64));
   }
   auto choose = [&](const torch::Tensor& scores, const torch::Tensor& tie_keys) {
@@ -423,7 +448,7 @@ TokenKeep SequentialLoop::drop_tokens(int64_t task, int64_t epoch, int64_t step,
     auto rel = sample_relevance(*learner_, *token_selector_, *data_.train, ids, images_u8, cfg_.memory.target);
     keep.positions = choose(rel, token_tie_keys(ids, num_tokens_, seed()));
   } else {
-    auto gen = make_generator(seed(), "token_drop", {task, epoch, step});
+    auto gen = phase ? make_generator(seed(), "finetune_token_drop", {task, epoch, step}) : make_generator(seed(), "token_drop", {task, epoch, step});
     keep.positions = choose(torch::rand({B, num_tokens_}, gen), torch::Tensor());
   }
   keep.fill = cfg_.memory.fill;
@@ -439,8 +464,12 @@ torch::Tensor SequentialLoop::training_step(int64_t task, int64_t epoch, int64_t
   batch.labels = data_.train->labels().index_select(0, ids);
   if (data_.train->has_payload()) batch.payload = data_.train->payloads(ids);
   if (st_.token_drop > 0.0) batch.keep = drop_tokens(task, epoch, step, images_u8, ids);
+  batch.stream = derive_seed(seed(), "batch_stream", {task, epoch, step});
   const auto replay = replay_batch(task, step_in_task);
-  const StepLoss terms = learner_->step_loss(task, batch, replay ? &*replay : nullptr);
+  return optimize(learner_->step_loss(task, batch, replay ? &*replay : nullptr), *optimizer_, lr);
+}
+
+torch::Tensor SequentialLoop::optimize(const StepLoss& terms, Optimizer& optimizer, double lr) {
   if (terms.size() != loss_terms_.size()) throw_run("learner {} returned {} loss terms, declared {}", learner_->kind(), terms.size(), loss_terms_.size());
   // Each term with its own backward, as parallel jobs (one thread each; the same numbers on
   // any number of threads); the gradients are then added in term order, as one backward of
@@ -451,7 +480,8 @@ torch::Tensor SequentialLoop::training_step(int64_t task, int64_t epoch, int64_t
   std::vector<torch::Tensor> values(terms.size());
   std::vector<std::vector<torch::Tensor>> grads(terms.size());
   parallel_jobs(int64_t(terms.size()), [&](int64_t k) {
-    AutocastScope amp(device_, bf16_);  // autocast state is per thread
+    if (!terms[size_t(k)].compute) return;  // no such part in this step
+    AutocastScope amp(device_, bf16_);      // autocast state is per thread
     torch::Tensor loss = terms[size_t(k)].compute();
     if (!loss.defined()) return;
     values[size_t(k)] = loss.detach();
@@ -478,8 +508,99 @@ torch::Tensor SequentialLoop::training_step(int64_t task, int64_t epoch, int64_t
   }
   if (!any) throw_run("learner {} returned no loss", learner_->kind());
   if (cfg_.train.grad_clip > 0) clip_grad_norm(inputs, cfg_.train.grad_clip);
-  optimizer_->step(lr);
+  optimizer.step(lr);
   return torch::stack(parts);
+}
+
+// The learner's balanced phase after task t (DyTox's finetuning): epochs over the memory's
+// samples of earlier tasks plus, of each new class, as many samples (a seeded draw) as the
+// memory holds per old class; each batch's new and memory samples are the learner's two parts.
+void SequentialLoop::finetune(int64_t task, const FinetunePhase& phase) {
+  const auto t0 = Clock::now();
+  std::vector<int64_t> memory_rows;  // buffer samples of earlier tasks
+  std::map<int64_t, int64_t> per_class;
+  for (int64_t i = 0; i < buffer_.size(); ++i) {
+    if (buffer_.tasks()[i].item<int64_t>() >= task) continue;
+    memory_rows.push_back(i);
+    per_class[buffer_.labels()[i].item<int64_t>()]++;
+  }
+  if (phase.epochs <= 0 || memory_rows.empty()) {
+    log_.append({{"event", "finetune"}, {"task", task}, {"skipped", memory_rows.empty() ? "no memory samples of earlier tasks" : "0 epochs"}});
+    return;
+  }
+  const int64_t quota = std::max<int64_t>(1, std::llround(double(memory_rows.size()) / double(per_class.size())));
+  std::vector<int64_t> new_ids;
+  const auto labels = data_.train->labels();
+  for (int64_t c : split_.task_classes.at(size_t(task))) {
+    auto rows = (labels == c).nonzero().flatten();
+    auto gen = make_generator(seed(), "finetune_new_samples", {task, c});
+    auto pick = rows.index_select(0, torch::randperm(rows.size(0), gen, torch::kInt64).narrow(0, 0, std::min(quota, rows.size(0))));
+    for (int64_t k = 0; k < pick.size(0); ++k) new_ids.push_back(pick[k].item<int64_t>());
+  }
+  // Entries 0 .. M-1: memory rows; M ..: new samples.
+  const int64_t M = int64_t(memory_rows.size()), total = M + int64_t(new_ids.size());
+  const int64_t bs = cfg_.train.batch_size, steps = (total + bs - 1) / bs;
+  learner_->begin_finetune(task);
+  std::vector<std::pair<std::string, torch::Tensor>> named = learner_->trainable_parameters();
+  Optimizer optimizer(named, optimizer_options());
+  auto& con = Console::get();
+  std::vector<double> sums(loss_terms_.size(), 0.0);
+  int64_t count = 0;
+  for (int64_t epoch = 0; epoch < phase.epochs; ++epoch) {
+    auto order = torch::randperm(total, make_generator(seed(), "finetune_order", {task, epoch}), torch::kInt64);
+    con.progress_begin(fmt::format("task {}/{} finetune {}/{}", task + 1, split_.num_tasks(), epoch + 1, phase.epochs), steps);
+    for (int64_t s = 0; s < steps; ++s) {
+      auto ids = order.narrow(0, s * bs, std::min(bs, total - s * bs));
+      std::vector<int64_t> mem, fresh;
+      for (int64_t k = 0; k < ids.size(0); ++k) {
+        const int64_t e = ids[k].item<int64_t>();
+        if (e < M) mem.push_back(memory_rows[size_t(e)]);
+        else fresh.push_back(new_ids[size_t(e - M)]);
+      }
+      optimizer.zero_grad();
+      Batch batch;
+      batch.stream = derive_seed(seed(), "finetune_batch_stream", {task, epoch, s});
+      if (!fresh.empty()) {
+        auto fid = torch::tensor(fresh, torch::kInt64);
+        batch.images = data_.train->images(fid);
+        batch.labels = labels.index_select(0, fid);
+        if (data_.train->has_payload()) batch.payload = data_.train->payloads(fid);
+        if (st_.token_drop > 0.0) batch.keep = drop_tokens(task, epoch, s, batch.images, fid, /*phase=*/1);
+      } else {
+        batch.labels = torch::zeros({0}, torch::kInt64);
+      }
+      std::optional<Batch> memory;
+      if (!mem.empty()) {
+        const bool drop = cfg_.memory.fill == FillMode::Drop;
+        auto g = buffer_.gather(torch::tensor(mem, torch::kInt64), !drop, drop);
+        Batch b;
+        b.images = g.images;
+        b.patches = g.patches;
+        b.labels = g.labels;
+        b.payload = g.payload;
+        b.keep.positions = g.positions;
+        b.keep.fill = cfg_.memory.fill;
+        b.keep.rescale = cfg_.train.token_drop_rescale && st_.replay_token_fraction < 1.0 ? 1.0 / st_.replay_token_fraction : 1.0;
+        if (cfg_.memory.use_weights && buffer_.has_weights()) b.weights = g.weights;
+        b.stream = batch.stream ^ 0x9e3779b97f4a7c15ULL;
+        memory = b;
+      }
+      auto losses = optimize(learner_->finetune_loss(task, batch, memory ? &*memory : nullptr), optimizer, phase.lr).to(torch::kCPU);
+      for (size_t i = 0; i < sums.size(); ++i) sums[i] += losses[int64_t(i)].item<double>();
+      ++count;
+      if (crash_points_enabled()) crash_point("finetune");
+      con.progress_update(s + 1, fmt::format("loss {:.4f}", sums[0] / double(count)));
+    }
+    con.progress_end("");
+  }
+  learner_->end_finetune(task);
+  const double secs = seconds_since(t0);
+  st_.record.timing[size_t(task)].train_seconds += secs;
+  nlohmann::json event = {{"event", "finetune"}, {"task", task}, {"epochs", phase.epochs}, {"lr", phase.lr}, {"memory_samples", M},
+                          {"new_samples", int64_t(new_ids.size())}, {"steps", steps * phase.epochs}, {"seconds", secs}};
+  for (size_t i = 0; i < loss_terms_.size(); ++i) event["loss_" + loss_terms_[i]] = count ? sums[i] / double(count) : 0.0;
+  log_.append(event);
+  con.info("task {} finetuned: {} epochs on {} memory + {} new samples ({:.1f} s)", task, phase.epochs, M, new_ids.size(), secs);
 }
 
 std::optional<Batch> SequentialLoop::replay_batch(int64_t task, int64_t step_in_task) {
@@ -593,7 +714,13 @@ void SequentialLoop::select_memory(int64_t task) {
                {"buffer_samples", buffer_.size()}, {"buffer_tokens", buffer_.tokens()}, {"buffer_bytes", buffer_.bytes()},
                {"added_bytes", rep.added_bytes}, {"budget_bytes", rep.budget_bytes}, {"tokens_per_sample", rep.tokens_per_sample},
                {"split_trials", trials}, {"split_seconds", rep.split_seconds},
-               {"coreset_seconds", rep.coreset_seconds}, {"attribution_seconds", rep.attribution_seconds}});
+               {"coreset_seconds", rep.coreset_seconds}, {"attribution_seconds", rep.attribution_seconds}, {"removed", rep.removed}});
+  if (st_.fractions.fixed_samples || st_.fractions.fixed_bytes) {  // what the fixed memory holds now
+    int64_t seen = 0;
+    for (int64_t u = 0; u <= task; ++u) seen += task_samples_[size_t(u)];
+    st_.fractions.sample_fraction = double(buffer_.size()) / double(seen);
+    st_.fractions.retention = st_.fractions.sample_fraction * st_.fractions.token_fraction;
+  }
   if (st_.fractions.budget_bytes && rep.samples > 0) {
     // The chosen split sets the replay rescale and (token_drop: auto) the drop rate of the next tasks.
     st_.replay_token_fraction = double(buffer_.tokens()) / double(buffer_.size() * num_tokens_);

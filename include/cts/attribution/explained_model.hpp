@@ -55,4 +55,23 @@ class ClassifierExplained : public ExplainedModel {
   torch::Tensor targets_;  // int64 [B] on the model's device
 };
 
+// A model kind without a ViT encoder for attribution (linear-probe, DyTox): encoder() is null,
+// so every method but `random` stops with an InputError before asking for a score; the score
+// functions throw a RunError naming the kind if called anyway.
+class NoEncoderExplained : public ExplainedModel {
+ public:
+  NoEncoderExplained(std::string kind, int64_t tokens) : kind_(std::move(kind)), tokens_(tokens) {}
+  VisionTransformer* encoder() override { return nullptr; }
+  int64_t num_tokens() const override { return tokens_; }
+  std::string kind() const override { return kind_; }
+  torch::Tensor score(const torch::Tensor&, const torch::Tensor&) override { unavailable(); }
+  torch::Tensor loss(const torch::Tensor&, const torch::Tensor&) override { unavailable(); }
+  torch::Tensor output_relevance(const torch::Tensor&, double) override { unavailable(); }
+
+ private:
+  [[noreturn]] void unavailable() const;
+  std::string kind_;
+  int64_t tokens_;
+};
+
 }  // namespace cts

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cts/data/data_config.hpp"
+#include "cts/learners/learner_settings.hpp"
 #include "cts/memory/memory_config.hpp"
 #include "cts/models/model_config.hpp"
 
@@ -65,6 +66,7 @@ struct Config {
   ModelConfig model;
   TrainConfig train;
   MemoryConfig memory;
+  LearnerSettings learners;  // sections named after a learner (dytox.*)
   OutputConfig output;
   std::string name = "run";  // the config file's stem; names the default output folder
 };

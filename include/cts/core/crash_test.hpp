@@ -4,6 +4,7 @@
 // for a double Ctrl-C) the n-th time (1-based, counted per process) it reaches <point>.
 // Points:
 //   step              after an optimizer step
+//   finetune          after an optimizer step of a learner's finetuning phase (DyTox's)
 //   selection         inside a task's memory selection: the task's samples are in the
 //                     in-memory buffer, nothing about them is written yet
 //   checkpoint-files  inside a checkpoint: state-<g> and buffer-<g> are written,

@@ -22,7 +22,14 @@ struct CoresetInput {
 struct CoresetResult {
   torch::Tensor indices;  // int64 [budget] rows of the input, ascending
   torch::Tensor weights;  // float [budget] (CRAIG cluster sizes, GradMatch weights; ones for others), all >= 0
+  // int64 [budget]: each index's place in the method's own order (0 = chosen first: herding's
+  // and CRAIG's greedy order, GradMatch's OMP order then its random fill, random's draw). A
+  // fixed-size memory that shrinks a class keeps its first samples in this order (iCaRL).
+  torch::Tensor rank;
 };
+
+// Sorts `order` (rows in the method's order) ascending; `rank` gets each sorted row's place in `order`.
+void sort_with_rank(const torch::Tensor& order, CoresetResult& result);
 
 // Options of the gradient-based methods (config keys memory.coreset_*, memory.gradmatch_*).
 struct SampleSelectorOptions {

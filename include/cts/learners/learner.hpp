@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "cts/data/registry.hpp"
 #include "cts/data/task_split.hpp"
 #include "cts/eval/metrics.hpp"
+#include "cts/learners/learner_settings.hpp"
 #include "cts/memory/memory_model.hpp"
 #include "cts/models/model_config.hpp"
 #include "cts/models/vit.hpp"
@@ -30,6 +32,7 @@ namespace cts {
 // What a learner is built from.
 struct LearnerContext {
   const ModelConfig& model;    // the model section (model.learner names the kind)
+  const LearnerSettings& settings;  // learner-specific sections (dytox.*)
   const DatasetSplits& data;   // train and test sets
   const TaskSplit& split;      // classes of each task, label -> head index
   std::string dataset;         // data.name, for messages
@@ -48,6 +51,7 @@ struct Batch {
   torch::Tensor labels;   // int64 [B] dataset class ids
   Payload payload;        // per-sample integer data (may be empty)
   torch::Tensor weights;  // float [B] replay loss weights (memory.use_weights); undefined = unweighted
+  uint64_t stream = 0;    // a seed for this batch's random choices in the learner (augmentation), from the run seed and the step
   int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
   bool partial() const { return keep.positions.defined(); }
 };
@@ -62,6 +66,14 @@ struct LossTerm {
   std::function<torch::Tensor()> compute;
 };
 using StepLoss = std::vector<LossTerm>;
+
+// A training phase after a task's epochs (e.g. DyTox's balanced finetuning): `epochs` over a
+// class-balanced set — the memory's samples of earlier tasks and, of each new class, as many
+// of its samples (a seeded draw) as the memory holds per old class — at a constant `lr`.
+struct FinetunePhase {
+  int64_t epochs = 0;
+  double lr = 0.0;
+};
 
 class Learner : public MemoryModel {
  public:
@@ -89,8 +101,16 @@ class Learner : public MemoryModel {
   // back-propagates, clips and steps). `replay` is null when no memory is replayed; the
   // batches live until the loop has computed every term.
   virtual StepLoss step_loss(int64_t task, const Batch& new_data, const Batch* replay) = 0;
-  // After the last step of task t, before its evaluation and memory selection.
+  // After the last step of task t, before its memory selection and evaluation.
   virtual void end_task(int64_t task) {}
+  // The phase to run after task t's memory selection and before its evaluation, if any; the
+  // loop calls begin_finetune(t), then for every batch finetune_loss (terms as step_loss; a
+  // part may be empty: no new samples or no memory samples in the batch; its optimizer trains
+  // trainable_parameters() as they are during the phase), then end_finetune(t).
+  virtual std::optional<FinetunePhase> finetune_phase(int64_t task) { return std::nullopt; }
+  virtual void begin_finetune(int64_t task) {}
+  virtual StepLoss finetune_loss(int64_t task, const Batch& new_data, const Batch* memory) { return step_loss(task, new_data, memory); }
+  virtual void end_finetune(int64_t task) {}
   // Scores on the test sets of `tasks` (ascending task ids) after `tasks_trained` tasks (0: the
   // initial model): one TaskScores per task of the run, by metric name; NaN where undefined
   // and for tasks not listed. Eval mode, no gradients. The loop lists what the metrics need

@@ -33,6 +33,10 @@ struct BudgetData {
 // whole). InputError names the smallest budget that works.
 MemoryFractions plan_byte_budget(const MemoryFractions& fractions, MemoryStrategy strategy, const BudgetData& data);
 
+// memory.size_policy = fixed: the samples each class keeps once `classes` classes have been
+// seen: floor(fixed_samples / classes), or floor(floor(fixed_bytes / classes) / sample_bytes).
+int64_t fixed_class_quota(const MemoryFractions& fractions, int64_t classes, int64_t sample_bytes);
+
 // Buffer bytes of one stored sample that keeps `tokens` patch tokens.
 int64_t stored_sample_bytes(int64_t channels, int64_t patch_size, int64_t tokens, bool weights);
 

@@ -16,15 +16,22 @@ namespace cts {
 
 enum class MemoryStrategy { None, Cumulative, Coreset, CoreTokens, CoreTokenset };
 enum class SelectionMode { TwoStage, Joint };
+// grow: each task adds its own memory (fractions of its data, or its share of budget_bytes)
+// and nothing is removed. fixed: the memory holds its whole size from the first task on, split
+// evenly over the classes seen; when new classes arrive each old class keeps the first of its
+// samples in the coreset method's order (iCaRL, DyTox, PyCIL's "fixed memory").
+enum class SizePolicy { Grow, Fixed };
 enum class ExplainTarget { Label, Predicted };
 
 // Accepted names, in enum order (also the config's accepted values).
 const std::vector<std::string>& memory_strategy_names();  // none, cumulative, coreset, core-tokens, core-tokenset
 const std::vector<std::string>& selection_mode_names();   // two-stage, joint
 const std::vector<std::string>& explain_target_names();   // label, predicted
+const std::vector<std::string>& size_policy_names();      // grow, fixed
 const char* name_of(MemoryStrategy v);
 const char* name_of(SelectionMode v);
 const char* name_of(ExplainTarget v);
+const char* name_of(SizePolicy v);
 
 // True for the strategies that keep only some tokens of a stored sample.
 inline bool keeps_partial_samples(MemoryStrategy s) { return s == MemoryStrategy::CoreTokens || s == MemoryStrategy::CoreTokenset; }
@@ -38,6 +45,8 @@ struct MemoryConfig {
   std::optional<double> token_fraction;
   std::optional<double> budget_bytes;  // total buffer bytes after the last task, instead of fractions
   SelectionMode selection = SelectionMode::TwoStage;
+  SizePolicy size_policy = SizePolicy::Grow;
+  int64_t samples = 0;  // size_policy fixed: samples in memory at every moment (0: from budget_bytes)
   std::string coreset = "random";
   std::string tokens = "random";
   FillMode fill = FillMode::ZeroEmbedding;
@@ -69,6 +78,9 @@ struct MemoryFractions {
   // is known).
   std::optional<int64_t> budget_bytes;
   bool joint = false;  // memory.selection = joint
+  // memory.size_policy = fixed: the memory's size at every moment, in samples or in bytes
+  // (budget_bytes above stays empty then: it is the grow policy's final total).
+  std::optional<int64_t> fixed_samples, fixed_bytes;
 };
 // InputError for impossible combinations (named keys and what would be accepted).
 MemoryFractions resolve_memory_fractions(const MemoryConfig& memory);

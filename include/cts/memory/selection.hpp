@@ -59,6 +59,7 @@ struct SelectionReport {
   double coreset_seconds = 0.0, attribution_seconds = 0.0, split_seconds = 0.0;
   std::vector<int64_t> per_class;  // samples kept per class of the task (task's class order)
   std::vector<SplitTrial> trials;  // core-tokenset byte budget: the grid that was scored
+  int64_t removed = 0;             // size_policy fixed: samples of old classes removed to make room
 };
 
 // Per-class budget n_c = ceil(s * N_c), clamped to [1, N_c] (0 for an empty class).

@@ -60,6 +60,12 @@ class TokenBuffer {
   int64_t patch_size() const { return patch_size_; }
   int64_t num_tokens() const { return (image_size_ / patch_size_) * (image_size_ / patch_size_); }
 
+  // Keeps only the samples at int64 `indices` (ascending), in their order; the others are removed.
+  void retain(const torch::Tensor& indices);
+  // Keeps the first `per_class` samples of every label (in buffer order); returns how many
+  // samples were removed.
+  int64_t keep_first_per_class(int64_t per_class);
+
   // Rebuilds samples. `want_images`: full uint8 grids with missing patches 0;
   // `want_patches`: only the kept patches, padded to the longest sample.
   BufferBatch gather(const torch::Tensor& indices, bool want_images, bool want_patches) const;

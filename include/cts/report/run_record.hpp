@@ -37,6 +37,7 @@ struct RunRecord {
   double initial_eval_seconds = 0;  // the evaluation of the initial model (FWT's b_j)
   double total_seconds = 0;
   std::vector<std::vector<std::string>> task_classes;  // readable class names per task
+  std::vector<int64_t> parameters;  // the learner's parameter count after each task done (DyTox grows)
   std::string device;
 
   // Empty matrices (NaN) for `specs` over `tasks` tasks.

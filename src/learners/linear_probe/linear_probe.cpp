@@ -13,23 +13,6 @@
 namespace cts {
 namespace {
 
-// Without attention there is nothing for the attribution methods to read: encoder() is null,
-// so every method but `random` stops with an InputError before asking for a score.
-class ProbeExplained : public ExplainedModel {
- public:
-  explicit ProbeExplained(int64_t tokens) : tokens_(tokens) {}
-  VisionTransformer* encoder() override { return nullptr; }
-  int64_t num_tokens() const override { return tokens_; }
-  std::string kind() const override { return "linear-probe"; }
-  torch::Tensor score(const torch::Tensor&, const torch::Tensor&) override { return unavailable(); }
-  torch::Tensor loss(const torch::Tensor&, const torch::Tensor&) override { return unavailable(); }
-  torch::Tensor output_relevance(const torch::Tensor&, double) override { return unavailable(); }
-
- private:
-  [[noreturn]] torch::Tensor unavailable() const { throw_run("the linear-probe learner has no encoder tokens to explain"); }
-  int64_t tokens_;
-};
-
 torch::Tensor normalise(const torch::Tensor& u8, int64_t channel_dim, int64_t in_chans, const torch::Device& device) {
   auto x = u8.to(device).to(torch::kFloat32).div_(255.0).sub_(0.5).div_(0.5);
   if (x.size(channel_dim) == 1 && in_chans == 3) {
@@ -165,7 +148,7 @@ CoresetRows LinearProbe::coreset_rows(const Dataset& data, const torch::Tensor& 
   return {f, p - torch::one_hot(targets, p.size(1)).to(torch::kFloat32)};
 }
 
-std::unique_ptr<ExplainedModel> LinearProbe::explained(const SampleBatch&, ExplainTarget) { return std::make_unique<ProbeExplained>(num_tokens()); }
+std::unique_ptr<ExplainedModel> LinearProbe::explained(const SampleBatch&, ExplainTarget) { return std::make_unique<NoEncoderExplained>("linear-probe", num_tokens()); }
 
 torch::Tensor LinearProbe::sample_features(const Dataset& data, const torch::Tensor& indices, int64_t batch_size) {
   torch::NoGradGuard no_grad;

@@ -58,9 +58,48 @@ TEST(PaperConfigs, ImageNet100PipelineOnATinyImageFolder) {
   EXPECT_NE(test::read_text(dir / "run" / "log.jsonl").find("head"), std::string::npos);  // the head re-creation is logged
 }
 
+// DyTox's CIFAR-100 B0 10-step config, at its full width (384, 12 heads, 5 SABs + TAB), on a
+// tiny CIFAR-100 in the binary format (2 training and 1 test image of each of the 100 classes),
+// 2 tasks of 1 epoch: the fixed herding memory of 2000 holds what exists (2 per class), the
+// finetuning phase runs, the model grows by 384 + the classifier of 50 classes.
+TEST(PaperConfigs, DyToxCifar100TenStepsOnATinyCifar100) {
+  TempDir dir;
+  auto gen = at::detail::createCPUGenerator(2);
+  auto records = [&](int per_class) {
+    std::string out;
+    for (int i = 0; i < per_class; ++i)
+      for (int c = 0; c < 100; ++c) {
+        out += std::string{char(c / 5), char(c)};  // coarse, fine label
+        auto px = (torch::rand({3072}, gen) * 50 + 2 * c).clamp(0, 255).to(torch::kUInt8);
+        out += std::string(reinterpret_cast<const char*>(px.data_ptr<uint8_t>()), 3072);
+      }
+    return out;
+  };
+  test::write_text(dir / "cifar100" / "cifar-100-binary" / "train.bin", records(2));
+  test::write_text(dir / "cifar100" / "cifar-100-binary" / "test.bin", records(1));
+  auto cfg = load_config(std::string(CTS_SOURCE_DIR) + "/configs/paper/dytox-cifar100-10steps.yaml",
+                         {"data.root=" + (dir / "cifar100").string(), "data.tasks=2", "train.epochs=1", "train.batch_size=50",
+                          "train.replay_batch_size=25", "train.warmup_steps=1", "dytox.finetune_epochs=1", "threads=1", "device=cpu",
+                          "output.progress=none"});
+  EXPECT_EQ(cfg.model.learner, "dytox");
+  EXPECT_EQ(cfg.memory.samples, 2000);
+  Console::get().set_quiet(true);
+  RunOptions o;
+  o.out_dir = dir / "run";
+  auto s = run_experiment(cfg, o);
+  Console::get().set_quiet(false);
+  ASSERT_TRUE(s.completed);
+  auto m = nlohmann::json::parse(test::read_text(dir / "run" / "metrics.json"));
+  EXPECT_EQ(m["tasks_done"], 2);
+  EXPECT_EQ(m["memory"]["samples"].get<int64_t>(), 200);
+  const auto p = m["parameters_per_task"].get<std::vector<int64_t>>();
+  EXPECT_EQ(p[1] - p[0], 384 + 2 * 384 + 384 * 50 + 50);
+  EXPECT_NE(test::read_text(dir / "run" / "log.jsonl").find("\"event\":\"finetune\""), std::string::npos);
+}
+
 TEST(PaperConfigs, ExperimentScriptsUseValidKeys) {
   // Every --grid / --set in the shipped scripts must be a key the config accepts with those values.
-  for (const char* script : {"table1-fmnist.sh", "fill-modes-fmnist.sh"}) {
+  for (const char* script : {"table1-fmnist.sh", "fill-modes-fmnist.sh", "dytox-fmnist.sh"}) {
     const auto text = test::read_text(std::string(CTS_SOURCE_DIR) + "/configs/paper/" + script);
     std::string joined;  // the script with line continuations joined and $R / $S expanded
     for (char c : text) joined += c == '\\' ? ' ' : c;

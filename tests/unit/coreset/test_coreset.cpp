@@ -337,6 +337,30 @@ TEST(Herding, OrderIsTheArgminDefinition) {
   EXPECT_EQ(std::vector<int64_t>(order.data_ptr<int64_t>(), order.data_ptr<int64_t>() + 20), expect);
 }
 
+// The rank of a selection is the method's own order; for the greedy methods and random its
+// first m samples are what the method keeps at budget m (a fixed memory's shrink rule).
+TEST(Coreset, RankIsTheMethodsOrderAndItsPrefixIsTheSmallerSelection) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(9);
+  CoresetInput in;
+  in.features = torch::randn({40, 5}, gen) + 0.3;
+  in.gradients = torch::softmax(torch::randn({40, 4}, gen), 1) - torch::one_hot(torch::randint(0, 4, {40}, gen, torch::kInt64), 4).to(torch::kFloat32);
+  in.num_samples = 40, in.seed = 4, in.task = 1, in.class_id = 2;
+  auto ordered = [](const CoresetResult& r) { return r.indices.index_select(0, torch::argsort(r.rank)); };
+  for (const std::string name : {"random", "herding", "craig", "gradmatch"}) {
+    auto m = make_sample_selector(name);
+    in.budget = 12;
+    const auto big = m->select(in);
+    ASSERT_TRUE(big.rank.defined()) << name;
+    EXPECT_TRUE(torch::equal(std::get<0>(torch::sort(big.rank)), torch::arange(12, torch::kInt64))) << name << ": rank is a permutation";
+    EXPECT_TRUE(torch::equal(big.indices, std::get<0>(torch::sort(big.indices)))) << name << ": indices ascending";
+    if (name == "herding") EXPECT_TRUE(torch::equal(ordered(big), herding_order(in.features, 12)));
+    if (name == "gradmatch") continue;  // OMP's order, then a random fill: the prefix need not be a smaller run's choice
+    in.budget = 5;
+    const auto small = m->select(in);
+    EXPECT_TRUE(torch::equal(std::get<0>(torch::sort(ordered(big).narrow(0, 0, 5))), small.indices)) << name;
+  }
+}
+
 TEST(Herding, RunningMeanReachesTheClassMeanFasterThanRandom) {
   // A class with anisotropic spread and an offset (so normalisation matters).
   auto gen = at::make_generator<at::CPUGeneratorImpl>(21);

@@ -28,6 +28,7 @@ struct ProbeFixture {
   DatasetSplits data;
   TaskSplit split;
   ModelConfig model;
+  LearnerSettings settings;
   ProbeFixture() {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(11);
     auto images = torch::randint(0, 256, {8, 1, 8, 8}, gen, torch::kInt64).to(torch::kUInt8);
@@ -38,7 +39,7 @@ struct ProbeFixture {
     model.learner = "linear-probe";
     model.img_size = 8, model.patch_size = 4, model.in_chans = 1, model.embed_dim = 6, model.num_heads = 2;
   }
-  std::unique_ptr<Learner> learner(uint64_t seed = 3) { return make_learner(LearnerContext{model, data, split, "tiny", torch::kCPU, seed}); }
+  std::unique_ptr<Learner> learner(uint64_t seed = 3) { return make_learner(LearnerContext{model, settings, data, split, "tiny", torch::kCPU, seed}); }
 };
 
 double gelu(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }

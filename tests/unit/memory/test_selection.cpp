@@ -52,6 +52,19 @@ TEST(Budget, ArithmeticByHand) {
   EXPECT_EQ(token_grid(1), (std::vector<int64_t>{1}));
 }
 
+TEST(Budget, FixedMemoryQuotaByHand) {
+  MemoryFractions f;
+  f.fixed_samples = 2000;
+  EXPECT_EQ(fixed_class_quota(f, 10, 890), 200);
+  EXPECT_EQ(fixed_class_quota(f, 30, 890), 66);  // floor(2000 / 30)
+  EXPECT_EQ(fixed_class_quota(f, 3000, 890), 0);
+  MemoryFractions b;
+  b.fixed_bytes = 1000;
+  EXPECT_EQ(fixed_class_quota(b, 3, 100), 3);  // floor(floor(1000 / 3) / 100) = floor(333 / 100)
+  EXPECT_EQ(fixed_class_quota(b, 3, 334), 0);
+  EXPECT_EQ(fixed_class_quota(b, 1, 1000), 1);
+}
+
 TEST(Budget, ProbeLossPrefersInformativeMemories) {
   // Two Gaussian classes; a probe trained on clean samples beats one trained on noise.
   auto gen = at::make_generator<at::CPUGeneratorImpl>(8);

@@ -50,6 +50,42 @@ TEST(TokenBuffer, GatherRebuildsKeptPatchesOnly) {
   EXPECT_TRUE(torch::equal(batch.tasks, torch::tensor({2, 2}, torch::kInt64)));
 }
 
+TEST(TokenBuffer, RetainAndKeepFirstPerClassKeepOrderTokensAndBytes) {
+  TokenBuffer b(1, 8, 4);  // 4 tokens of 16 pixel bytes
+  auto images = torch::randint(1, 256, {5, 1, 8, 8}, torch::kInt64).to(torch::kUInt8);
+  const auto positions = torch::tensor({{0, 1}, {2, -1}, {3, -1}, {0, 2}, {1, 3}}, torch::kInt64);
+  b.add(images.narrow(0, 0, 3), torch::tensor({3, 5, 3}, torch::kInt64), 0, positions.narrow(0, 0, 3), torch::tensor({1.f, 2.f, 3.f}));
+  b.add(images.narrow(0, 3, 2), torch::tensor({3, 5}, torch::kInt64), 1, positions.narrow(0, 3, 2), torch::tensor({4.f, 5.f}));
+  const auto all = b.gather(torch::arange(5, torch::kInt64), true, true);
+  // The first 2 of class 3 (samples 0, 2) and of class 5 (1, 4): sample 3 goes.
+  EXPECT_EQ(b.keep_first_per_class(2), 1);
+  ASSERT_EQ(b.size(), 4);
+  EXPECT_EQ(b.tokens(), 2 + 1 + 1 + 2);
+  EXPECT_EQ(b.bytes(), 6 * 18 + 4 * 12);  // tokens x (16 + 2) + samples x (count 2 + label 4 + task 2 + weight 4)
+  EXPECT_TRUE(torch::equal(b.labels(), torch::tensor({3, 5, 3, 5}, torch::kInt64)));
+  EXPECT_TRUE(torch::equal(b.tasks(), torch::tensor({0, 0, 0, 1}, torch::kInt64)));
+  EXPECT_TRUE(torch::equal(b.weights(), torch::tensor({1.f, 2.f, 3.f, 5.f})));
+  const auto kept = b.gather(torch::arange(4, torch::kInt64), true, true);
+  const auto was = torch::tensor({0, 1, 2, 4}, torch::kInt64);
+  EXPECT_TRUE(torch::equal(kept.images, all.images.index_select(0, was)));
+  EXPECT_TRUE(torch::equal(kept.positions, all.positions.index_select(0, was)));
+  // One of each: 2 removed; a second call removes nothing; the file round trip agrees.
+  EXPECT_EQ(b.keep_first_per_class(1), 2);
+  EXPECT_EQ(b.keep_first_per_class(1), 0);
+  EXPECT_TRUE(torch::equal(b.labels(), torch::tensor({3, 5}, torch::kInt64)));
+  TempDir dir;
+  b.save(dir / "b.safetensors");
+  auto c = TokenBuffer::load(dir / "b.safetensors");
+  EXPECT_EQ(c.bytes(), 3 * 18 + 2 * 12);
+  EXPECT_TRUE(torch::equal(c.gather(torch::arange(2, torch::kInt64), true, false).images, all.images.index_select(0, torch::tensor({0, 1}))));
+  // Indices must be ascending and in range; retaining nothing empties the buffer.
+  EXPECT_THROW(b.retain(torch::tensor({1, 0}, torch::kInt64)), c10::Error);
+  EXPECT_THROW(b.retain(torch::tensor({2}, torch::kInt64)), c10::Error);
+  b.retain(torch::zeros({0}, torch::kInt64));
+  EXPECT_EQ(b.size(), 0);
+  EXPECT_EQ(b.bytes(), 0);
+}
+
 TEST(TokenBuffer, SaveLoadRoundTripAndCorruptFiles) {
   TempDir dir;
   TokenBuffer b(1, 8, 4);

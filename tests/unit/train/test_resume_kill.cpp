@@ -195,13 +195,14 @@ TEST(Reliability, KilledAndResumedRunEqualsAnUninterruptedOne) {
   EXPECT_NE(c.output.find("stopped immediately"), std::string::npos) << c.output;
   EXPECT_EQ(committed_generation(part), gen_before_int);
 
-  // 5. Killed inside task 0's memory selection (after its evaluation was logged).
+  // 5. Killed inside task 0's memory selection (after its last epoch was logged; the
+  //    evaluation follows the selection and any finetuning phase).
   c = resume(kill_at("selection:1"));
   expect_sigkill(c, "selection");
   {
     auto recs = log_records(part / "log.jsonl");
     ASSERT_FALSE(recs.empty());
-    EXPECT_EQ(recs.back()["event"], "eval") << recs.back().dump();
+    EXPECT_EQ(recs.back()["event"], "epoch") << recs.back().dump();
     EXPECT_EQ(recs.back()["task"], 0);
   }
 
@@ -342,6 +343,40 @@ TEST(Reliability, FullDiskAndReadOnlyFolderKeepThePreviousCheckpoint) {
   EXPECT_EQ(without_wall_clock(read_json(full / "metrics.json")).dump(1), without_wall_clock(read_json(part / "metrics.json")).dump(1));
   EXPECT_TRUE(test::read_text(full / "buffer.safetensors") == test::read_text(part / "buffer.safetensors"));
   EXPECT_TRUE(test::read_text(full / "model.safetensors") == test::read_text(part / "model.safetensors"));
+}
+
+// DyTox (task tokens, a teacher, a fixed herding memory that shrinks per class, a balanced
+// finetuning phase): killed mid-task, inside a finetuning phase and inside a selection, and
+// resumed each time, it ends exactly where an uninterrupted run ends.
+TEST(Reliability, DyToxKilledInTrainingFinetuningAndSelectionResumesToTheSameResult) {
+  TempDir dir;
+  test::write_text(dir / "exp.yaml",
+                   "seed: 4\nthreads: 1\n"
+                   "data: {name: synthetic, tasks: 3, num_classes: 6, train_per_class: 40, test_per_class: 10}\n"
+                   "model: {learner: dytox, preset: vit_nano_patch4_28, embed_dim: 32, depth: 3, num_heads: 2}\n"
+                   "train: {epochs: 2, batch_size: 16, replay_batch_size: 16, warmup_steps: 2, lr: 2.0e-3, checkpoint_every: 4}\n"
+                   "memory: {strategy: core-tokenset, coreset: herding, size_policy: fixed, samples: 18, token_fraction: 0.5, fill: drop}\n"
+                   "dytox: {finetune_epochs: 3, finetune_lr: 1.0e-4, mixup_alpha: 0.8}\noutput: {progress: none}\n");
+  const std::string config = (dir / "exp.yaml").string();
+  const fs::path full = dir / "full", part = dir / "part";
+  auto ref = run_cts_child({"run", config, "--out", full.string()}, {}, dir / "full.out");
+  ASSERT_EQ(ref.exit_code, 0) << describe(ref);
+  auto c = run_cts_child({"run", config, "--out", part.string()}, {{"CTS_TEST_KILL_AT", "step:14"}}, dir / "part.out");
+  EXPECT_TRUE(c.killed_by_signal && c.signal == SIGKILL) << describe(c);
+  for (const std::string point : {"finetune:2", "step:9", "selection:1", "finetune:5"}) {
+    c = run_cts_child({"run", "--resume", part.string()}, {{"CTS_TEST_KILL_AT", point}}, dir / "part.out");
+    EXPECT_TRUE(c.killed_by_signal && c.signal == SIGKILL) << point << ": " << describe(c);
+  }
+  c = run_cts_child({"run", "--resume", part.string()}, {}, dir / "part.out");
+  ASSERT_EQ(c.exit_code, 0) << describe(c);
+  EXPECT_EQ(without_wall_clock(read_json(full / "metrics.json")).dump(1), without_wall_clock(read_json(part / "metrics.json")).dump(1));
+  EXPECT_TRUE(test::read_text(full / "buffer.safetensors") == test::read_text(part / "buffer.safetensors")) << "buffer.safetensors differs";
+  EXPECT_TRUE(test::read_text(full / "model.safetensors") == test::read_text(part / "model.safetensors")) << "model.safetensors differs";
+  // The run had what it is meant to test: finetuning phases and a memory of 18 samples.
+  int finetunes = 0;
+  for (const auto& r : log_records(full / "log.jsonl")) finetunes += r["event"] == "finetune" && r.contains("steps");
+  EXPECT_EQ(finetunes, 2);
+  EXPECT_EQ(read_json(full / "metrics.json")["memory"]["samples"], 18);
 }
 
 // Two processes on one run folder would interleave checkpoints: the second is refused.

@@ -1,0 +1,22 @@
+// Settings of particular learners (config sections named after them, e.g. `dytox.*`). The
+// config part (above the learners) holds one LearnerSettings; a learner reads its own member.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace cts {
+
+struct DyToxSettings {
+  double divergence_weight = 0.1;  // λ of the divergence loss (the original's head_div)
+  double kd_temperature = 1.0;     // τ of the distillation (the original's distillation_tau)
+  int64_t finetune_epochs = 20;    // balanced finetuning after each task t >= 1 (the original's CIFAR setting)
+  double finetune_lr = 1.25e-5;    // its constant learning rate: the original's 5e-5 x batch 128 / 512
+  double mixup_alpha = 0.0;        // > 0: MixUp of new data with lambda ~ Beta(alpha, alpha) (DyTox+: 0.8)
+  std::string task_token_init = "trunc-normal";  // a new task token: trunc-normal (the original code) or copy (of the previous token)
+};
+
+struct LearnerSettings {
+  DyToxSettings dytox;
+};
+
+}  // namespace cts
