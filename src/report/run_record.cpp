@@ -282,6 +282,11 @@ std::string summary_markdown(const RunRecord& r, const Config& c, const MemoryFr
   o << fmt::format("| memory | {} samples, {} tokens, {} ({:.3f} % of the tokens, {:.3f} % of the bytes of {} training samples) |\n",
                    r.memory.samples, r.memory.tokens, human_bytes(r.memory.bytes), 100.0 * r.memory.fraction(),
                    100.0 * r.memory.bytes_fraction(), r.memory.dataset_samples);
+  if (!r.parameters.empty()) {
+    o << fmt::format("| parameters | {} after task 0", r.parameters.front());
+    if (r.parameters.size() > 1) o << fmt::format(", {} after task {} ({:+} in all)", r.parameters.back(), r.parameters.size() - 1, r.parameters.back() - r.parameters.front());
+    o << " |\n";
+  }
   o << fmt::format("| wall time | {:.1f} s on {} |\n\n", r.total_seconds, r.device);
   for (const auto& spec : r.metric_specs) {
     const auto& R = r.matrix(spec.name);
