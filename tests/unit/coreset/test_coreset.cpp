@@ -353,7 +353,9 @@ TEST(Coreset, RankIsTheMethodsOrderAndItsPrefixIsTheSmallerSelection) {
     ASSERT_TRUE(big.rank.defined()) << name;
     EXPECT_TRUE(torch::equal(std::get<0>(torch::sort(big.rank)), torch::arange(12, torch::kInt64))) << name << ": rank is a permutation";
     EXPECT_TRUE(torch::equal(big.indices, std::get<0>(torch::sort(big.indices)))) << name << ": indices ascending";
-    if (name == "herding") EXPECT_TRUE(torch::equal(ordered(big), herding_order(in.features, 12)));
+    if (name == "herding") {
+      EXPECT_TRUE(torch::equal(ordered(big), herding_order(in.features, 12)));
+    }
     if (name == "gradmatch") continue;  // OMP's order, then a random fill: the prefix need not be a smaller run's choice
     in.budget = 5;
     const auto small = m->select(in);

@@ -237,7 +237,9 @@ TEST(DyTox, OldTokensAndHeadsStayBitIdenticalFinetuningFreezesTheSabs) {
   const auto after1 = snapshot(*l);
   for (const auto& [k, v] : after0) {
     const bool old = k == "task_tokens.0" || k.rfind("head.0.", 0) == 0;
-    if (old) EXPECT_TRUE(torch::equal(after1.at(k), v)) << k << " changed while training task 1";
+    if (old) {
+      EXPECT_TRUE(torch::equal(after1.at(k), v)) << k << " changed while training task 1";
+    }
   }
   EXPECT_FALSE(torch::equal(after1.at("sabs.0.attn.qkv.weight"), after0.at("sabs.0.attn.qkv.weight")));
   EXPECT_FALSE(torch::equal(after1.at("tabs.0.q.weight"), after0.at("tabs.0.q.weight")));
@@ -258,8 +260,9 @@ TEST(DyTox, OldTokensAndHeadsStayBitIdenticalFinetuningFreezesTheSabs) {
   l->end_finetune(1);
   const auto after_ft = snapshot(*l);
   for (const auto& [k, v] : after1) {
-    if (k.rfind("sabs.", 0) == 0 || k.rfind("patch_embed.", 0) == 0 || k == "pos_embed" || k.rfind("head_div.", 0) == 0)
+    if (k.rfind("sabs.", 0) == 0 || k.rfind("patch_embed.", 0) == 0 || k == "pos_embed" || k.rfind("head_div.", 0) == 0) {
       EXPECT_TRUE(torch::equal(after_ft.at(k), v)) << k << " changed in finetuning";
+    }
   }
   EXPECT_FALSE(torch::equal(after_ft.at("head.0.head.weight"), after1.at("head.0.head.weight")));
   EXPECT_EQ(trainable_names(*l).count("task_tokens.0"), 0u) << "end_finetune restores the task rules";
@@ -294,7 +297,9 @@ TEST(DyTox, AlphaDivergenceHeadAndGrowthByExactlyOneTokenAndOneClassifier) {
     // "old" + the new task's 2 classes, a new head each task.
     ASSERT_FALSE(l->net()->head_div.is_empty());
     EXPECT_EQ(l->net()->head_div->head->weight.size(0), 3);
-    if (old_div.defined()) EXPECT_FALSE(torch::equal(old_div, l->net()->head_div->head->weight));
+    if (old_div.defined()) {
+      EXPECT_FALSE(torch::equal(old_div, l->net()->head_div->head->weight));
+    }
     old_div = l->net()->head_div->head->weight.detach().clone();
   }
 }
