@@ -16,6 +16,12 @@ namespace cts {
 
 LoadedModel load_model_for_inference(const std::filesystem::path& weights, const std::string& preset) {
   auto header = read_safetensors_header(weights);  // validates the file, names it in errors
+  const auto learner = header.metadata.find("cts.learner");
+  if (learner != header.metadata.end() && learner->second != "vit-classifier") {
+    throw_input("{}: weights of the {} learner (cts.learner); cts explain explains ViT classifier weights (timm names), "
+                "whose class-token attention and head the attribution methods read",
+                weights.string(), learner->second);
+  }
   ViTConfig cfg = vit_config_from_metadata(header.metadata, weights.string(), preset);
   for (const auto& e : header.entries) {
     if (e.name == "head.weight" && e.shape.size() == 2) cfg.num_classes = e.shape[0];

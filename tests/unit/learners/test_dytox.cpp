@@ -10,6 +10,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "cts/attribution/explain.hpp"
 #include "cts/config/config.hpp"
 #include "cts/core/console.hpp"
 #include "cts/core/error.hpp"
@@ -443,6 +444,9 @@ TEST(DyTox, SequentialRunsWithFixedHerdingAndCoreTokensetMemories) {
   EXPECT_EQ(buffer.size(), 30);
   for (int64_t c = 0; c < 6; ++c) EXPECT_EQ((buffer.labels() == c).sum().item<int64_t>(), 5) << "class " << c;
   EXPECT_EQ(buffer.tokens(), 30 * 49);
+  // Its weights are DyTox's; `cts explain` (ViT weights) refuses them, naming the learner.
+  EXPECT_NE(test::input_error([&] { load_model_for_inference(dir / "herding" / "model.safetensors", ""); }).find("weights of the dytox learner"),
+            std::string::npos);
   // A core tokenset at a fixed byte budget, token dropping with the drop fill, a CRAIG coreset
   // on DyTox's rows, MixUp: each runs and stays within its budget.
   for (const auto& sets : std::vector<std::vector<std::string>>{
