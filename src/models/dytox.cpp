@@ -9,14 +9,6 @@
 namespace cts {
 namespace {
 
-// timm's trunc_normal_(std) on [-2, 2] by inverse CDF, drawn from `gen`.
-torch::Tensor trunc_normal(std::vector<int64_t> shape, double std, at::Generator& gen) {
-  auto cdf = [](double x) { return 0.5 * (1.0 + std::erf(x / std::sqrt(2.0))); };
-  const double lo = cdf(-2.0 / std), hi = cdf(2.0 / std);
-  auto u = torch::rand(shape, gen, torch::kFloat64) * (hi - lo) + lo;
-  return (torch::erfinv(u * 2.0 - 1.0) * (std * std::sqrt(2.0))).clamp(-2.0, 2.0).to(torch::kFloat32);
-}
-
 void init_linear(torch::nn::Linear& lin, at::Generator& gen) {
   torch::NoGradGuard no_grad;
   lin->weight.copy_(trunc_normal(lin->weight.sizes().vec(), 0.02, gen));
@@ -88,66 +80,23 @@ DyToxNetImpl::DyToxNetImpl(const DyToxConfig& config, uint64_t seed) : cfg_(conf
   std_ = register_buffer("norm_std", torch::full({v.in_chans}, 0.5));
 }
 
-torch::Tensor DyToxNetImpl::normalize(const torch::Tensor& images_u8) const {
-  const auto& v = cfg_.vit;
-  TORCH_CHECK(images_u8.dim() == 4 && images_u8.size(2) == v.img_size && images_u8.size(3) == v.img_size, "DyTox expects [B, C, ", v.img_size,
-              ", ", v.img_size, "] images, got ", images_u8.sizes());
-  auto x = images_u8.to(device(), /*non_blocking=*/true).to(torch::kFloat32).div_(255.0);
-  if (x.size(1) == 1 && v.in_chans == 3) x = x.expand({-1, 3, -1, -1});
-  TORCH_CHECK(x.size(1) == v.in_chans, "DyTox expects ", v.in_chans, " channels, images have ", images_u8.size(1));
-  return (x - mean_.view({1, -1, 1, 1})) / std_.view({1, -1, 1, 1});
-}
+torch::Tensor DyToxNetImpl::normalize(const torch::Tensor& images_u8) const { return normalize_images_u8(images_u8, cfg_.vit, mean_, std_, device()); }
 
 torch::Tensor DyToxNetImpl::normalize_patches(const torch::Tensor& patches_u8) const {
-  TORCH_CHECK(patches_u8.dim() == 5, "patches must be [B, K, C, p, p], got ", patches_u8.sizes());
-  auto x = patches_u8.to(device(), /*non_blocking=*/true).to(torch::kFloat32).div_(255.0);
-  if (x.size(2) == 1 && cfg_.vit.in_chans == 3) x = x.expand({-1, -1, 3, -1, -1});
-  return (x - mean_.view({1, 1, -1, 1, 1})) / std_.view({1, 1, -1, 1, 1});
+  return normalize_patches_u8(patches_u8, cfg_.vit, mean_, std_, device());
 }
 
-std::pair<torch::Tensor, torch::Tensor> DyToxNetImpl::run_sabs(torch::Tensor tokens, const torch::Tensor& key_valid) {
-  for (auto& m : sabs->children()) tokens = std::static_pointer_cast<BlockImpl>(m)->forward(tokens, key_valid, nullptr, /*fused=*/false);
-  return {tokens, key_valid};
+std::pair<torch::Tensor, torch::Tensor> DyToxNetImpl::run_sabs(std::pair<torch::Tensor, torch::Tensor> x) {
+  for (auto& m : sabs->children()) x.first = std::static_pointer_cast<BlockImpl>(m)->forward(x.first, x.second, nullptr, /*fused=*/false);
+  return x;
 }
 
 std::pair<torch::Tensor, torch::Tensor> DyToxNetImpl::encode_patches(const torch::Tensor& patches, const torch::Tensor& positions, double rescale) {
-  TORCH_CHECK(patches.dim() == 5 && positions.dim() == 2 && patches.size(0) == positions.size(0) && patches.size(1) == positions.size(1),
-              "patches [B, K, C, p, p] and positions [B, K] disagree: ", patches.sizes(), " vs ", positions.sizes());
-  const int64_t B = patches.size(0), K = patches.size(1), D = cfg_.vit.embed_dim;
-  auto pos = positions.to(patches.device(), torch::kInt64);
-  auto w = patch_embed->proj->weight.view({D, -1});                                          // [D, C p p]
-  auto tok = torch::matmul(patches.reshape({B, K, -1}), w.t()) + patch_embed->proj->bias;  // [B, K, D]
-  if (rescale != 1.0) tok = tok * rescale;
-  tok = tok + pos_embed.expand({B, -1, D}).gather(1, pos.clamp_min(0).unsqueeze(-1).expand({-1, -1, D}));
-  torch::Tensor valid;  // only when some rows are padded (-1)
-  if ((pos < 0).any().item<bool>()) valid = pos >= 0;
-  return run_sabs(tok, valid);
+  return run_sabs(embed_kept_patches(*patch_embed, pos_embed, patches, positions, rescale));
 }
 
 std::pair<torch::Tensor, torch::Tensor> DyToxNetImpl::encode(const torch::Tensor& x, const TokenKeep* keep) {
-  const auto& v = cfg_.vit;
-  const int64_t B = x.size(0), T = v.num_patches(), g = v.grid(), p = v.patch_size, C = v.in_chans;
-  const bool partial = keep && keep->positions.defined();
-  if (partial && keep->fill == FillMode::Drop) {
-    auto patches = x.reshape({B, C, g, p, g, p}).permute({0, 2, 4, 1, 3, 5}).reshape({B, T, C, p, p});
-    auto pos = keep->positions.to(x.device(), torch::kInt64);
-    auto kept = patches.gather(1, pos.clamp_min(0).view({B, -1, 1, 1, 1}).expand({-1, -1, C, p, p}));  // [B, K, C, p, p]
-    return encode_patches(kept, pos, keep->rescale);
-  }
-  torch::Tensor input = x, mask;  // mask [B, T] float, 1 = kept
-  if (partial) {
-    auto pos = keep->positions.to(x.device(), torch::kInt64);
-    mask = torch::zeros({B, T + 1}, x.options());
-    mask.scatter_(1, torch::where(pos >= 0, pos, torch::full_like(pos, T)), 1.0);
-    mask = mask.narrow(1, 0, T);
-    if (keep->fill == FillMode::ZeroPixel) input = x * mask.view({B, 1, g, 1, g, 1}).expand({B, 1, g, p, g, p}).reshape({B, 1, g * p, g * p});
-  }
-  auto tok = patch_embed->proj(input).flatten(2).transpose(1, 2);  // [B, T, D]
-  if (partial) {
-    if (keep->fill == FillMode::ZeroEmbedding) tok = tok * (mask * keep->rescale).unsqueeze(-1);
-    else if (keep->rescale != 1.0) tok = tok * (mask * (keep->rescale - 1.0) + 1.0).unsqueeze(-1);
-  }
-  return run_sabs(tok + pos_embed, torch::Tensor());
+  return run_sabs(embed_patch_tokens(*patch_embed, pos_embed, cfg_.vit, x, keep));
 }
 
 DyToxOutput DyToxNetImpl::decode(const torch::Tensor& tokens, const torch::Tensor& key_valid, bool divergence) {

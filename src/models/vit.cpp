@@ -11,10 +11,9 @@
 #include "cts/core/safetensors.hpp"
 
 namespace cts {
-namespace {
 
 // Truncated normal on [a, b] (absolute bounds, as timm's trunc_normal_) by inverse CDF.
-torch::Tensor trunc_normal(std::vector<int64_t> shape, double std, at::Generator& gen, double a = -2.0, double b = 2.0) {
+torch::Tensor trunc_normal(std::vector<int64_t> shape, double std, at::Generator& gen, double a, double b) {
   auto cdf = [](double x) { return 0.5 * (1.0 + std::erf(x / std::sqrt(2.0))); };
   const double lo = cdf(a / std), hi = cdf(b / std);
   auto u = torch::rand(shape, gen, torch::kFloat64) * (hi - lo) + lo;
@@ -22,7 +21,74 @@ torch::Tensor trunc_normal(std::vector<int64_t> shape, double std, at::Generator
   return x.clamp(a, b).to(torch::kFloat32);
 }
 
-}  // namespace
+torch::Tensor normalize_images_u8(const torch::Tensor& images_u8, const ViTConfig& cfg, const torch::Tensor& mean, const torch::Tensor& std,
+                                  torch::Device device) {
+  TORCH_CHECK(images_u8.dim() == 4, "images must be [B, C, H, W], got ", images_u8.sizes());
+  TORCH_CHECK(images_u8.size(2) == cfg.img_size && images_u8.size(3) == cfg.img_size, "model ", cfg.preset, " expects ", cfg.img_size, "x",
+              cfg.img_size, " images, got ", images_u8.size(2), "x", images_u8.size(3), " (set data.image_size or model.img_size)");
+  auto x = images_u8.to(device, /*non_blocking=*/true).to(torch::kFloat32).div_(255.0);
+  if (x.size(1) == 1 && cfg.in_chans == 3) x = x.expand({-1, 3, -1, -1});
+  TORCH_CHECK(x.size(1) == cfg.in_chans, "model expects ", cfg.in_chans, " channels, images have ", images_u8.size(1));
+  return (x - mean.view({1, -1, 1, 1})) / std.view({1, -1, 1, 1});
+}
+
+torch::Tensor normalize_patches_u8(const torch::Tensor& patches_u8, const ViTConfig& cfg, const torch::Tensor& mean, const torch::Tensor& std,
+                                   torch::Device device) {
+  TORCH_CHECK(patches_u8.dim() == 5, "patches must be [B, K, C, p, p], got ", patches_u8.sizes());
+  auto x = patches_u8.to(device, /*non_blocking=*/true).to(torch::kFloat32).div_(255.0);
+  if (x.size(2) == 1 && cfg.in_chans == 3) x = x.expand({-1, -1, 3, -1, -1});
+  TORCH_CHECK(x.size(2) == cfg.in_chans, "model expects ", cfg.in_chans, " channels, patches have ", patches_u8.size(2));
+  return (x - mean.view({1, 1, -1, 1, 1})) / std.view({1, 1, -1, 1, 1});
+}
+
+std::pair<torch::Tensor, torch::Tensor> embed_patch_tokens(PatchEmbedImpl& patch_embed, const torch::Tensor& patch_pos, const ViTConfig& cfg,
+                                                           const torch::Tensor& x, const TokenKeep* keep) {
+  TORCH_CHECK(x.dim() == 4 && x.size(1) == cfg.in_chans && x.size(2) == cfg.img_size && x.size(3) == cfg.img_size,
+              "input must be [B, ", cfg.in_chans, ", ", cfg.img_size, ", ", cfg.img_size, "], got ", x.sizes());
+  const int64_t B = x.size(0), T = cfg.num_patches(), g = cfg.grid(), p = cfg.patch_size;
+  const bool partial = keep && keep->positions.defined();
+  if (partial && keep->fill == FillMode::Drop) {
+    // Embed only the kept patches.
+    auto patches = x.reshape({B, cfg.in_chans, g, p, g, p}).permute({0, 2, 4, 1, 3, 5}).reshape({B, T, cfg.in_chans, p, p});
+    auto pos = keep->positions.to(x.device(), torch::kInt64);
+    auto kept = patches.gather(1, pos.clamp_min(0).view({B, -1, 1, 1, 1}).expand({-1, -1, cfg.in_chans, p, p}));  // [B, K, C, p, p]
+    return embed_kept_patches(patch_embed, patch_pos, kept, pos, keep->rescale);
+  }
+  torch::Tensor input = x;
+  torch::Tensor mask;  // [B, T] float, 1 = kept
+  if (partial) {
+    auto pos = keep->positions.to(x.device(), torch::kInt64);
+    mask = torch::zeros({B, T + 1}, x.options());
+    mask.scatter_(1, torch::where(pos >= 0, pos, torch::full_like(pos, T)), 1.0);
+    mask = mask.narrow(1, 0, T);
+    if (keep->fill == FillMode::ZeroPixel) {
+      // Missing patches are 0 in normalised pixel space: their embedding is the conv bias.
+      auto pix = mask.view({B, 1, g, 1, g, 1}).expand({B, 1, g, p, g, p}).reshape({B, 1, g * p, g * p});
+      input = x * pix;
+    }
+  }
+  auto tok = patch_embed.proj(input).flatten(2).transpose(1, 2);  // [B, T, D]
+  if (partial) {
+    if (keep->fill == FillMode::ZeroEmbedding) tok = tok * (mask * keep->rescale).unsqueeze(-1);
+    else if (keep->rescale != 1.0) tok = tok * (mask * (keep->rescale - 1.0) + 1.0).unsqueeze(-1);
+  }
+  return {tok + patch_pos, torch::Tensor()};
+}
+
+std::pair<torch::Tensor, torch::Tensor> embed_kept_patches(PatchEmbedImpl& patch_embed, const torch::Tensor& patch_pos, const torch::Tensor& patches,
+                                                           const torch::Tensor& positions, double rescale) {
+  TORCH_CHECK(patches.dim() == 5 && positions.dim() == 2 && patches.size(0) == positions.size(0) && patches.size(1) == positions.size(1),
+              "patches [B, K, C, p, p] and positions [B, K] disagree: ", patches.sizes(), " vs ", positions.sizes());
+  const int64_t B = patches.size(0), K = patches.size(1), T = patch_pos.size(1), D = patch_pos.size(2);
+  auto pos = positions.to(patches.device(), torch::kInt64);
+  auto w = patch_embed.proj->weight.view({D, -1});                                         // [D, C p p]
+  auto tok = torch::matmul(patches.reshape({B, K, -1}), w.t()) + patch_embed.proj->bias;  // [B, K, D]
+  if (rescale != 1.0) tok = tok * rescale;
+  tok = tok + patch_pos.expand({B, T, D}).gather(1, pos.clamp_min(0).unsqueeze(-1).expand({-1, -1, D}));
+  torch::Tensor valid;  // only when some rows are padded (-1)
+  if ((pos < 0).any().item<bool>()) valid = pos >= 0;
+  return {tok, valid};
+}
 
 void ViTConfig::validate() const {
   if (img_size <= 0 || patch_size <= 0 || img_size % patch_size != 0) {
@@ -205,22 +271,11 @@ VisionTransformerImpl::VisionTransformerImpl(const ViTConfig& cfg, uint64_t seed
 }
 
 torch::Tensor VisionTransformerImpl::normalize(const torch::Tensor& images_u8) const {
-  TORCH_CHECK(images_u8.dim() == 4, "images must be [B, C, H, W], got ", images_u8.sizes());
-  TORCH_CHECK(images_u8.size(2) == cfg_.img_size && images_u8.size(3) == cfg_.img_size, "model ", cfg_.preset, " expects ",
-              cfg_.img_size, "x", cfg_.img_size, " images, got ", images_u8.size(2), "x", images_u8.size(3),
-              " (set data.image_size or model.img_size)");
-  auto x = images_u8.to(device(), /*non_blocking=*/true).to(torch::kFloat32).div_(255.0);
-  if (x.size(1) == 1 && cfg_.in_chans == 3) x = x.expand({-1, 3, -1, -1});
-  TORCH_CHECK(x.size(1) == cfg_.in_chans, "model expects ", cfg_.in_chans, " channels, images have ", images_u8.size(1));
-  return (x - mean_.view({1, -1, 1, 1})) / std_.view({1, -1, 1, 1});
+  return normalize_images_u8(images_u8, cfg_, mean_, std_, device());
 }
 
 torch::Tensor VisionTransformerImpl::normalize_patches(const torch::Tensor& patches_u8) const {
-  TORCH_CHECK(patches_u8.dim() == 5, "patches must be [B, K, C, p, p], got ", patches_u8.sizes());
-  auto x = patches_u8.to(device(), /*non_blocking=*/true).to(torch::kFloat32).div_(255.0);
-  if (x.size(2) == 1 && cfg_.in_chans == 3) x = x.expand({-1, -1, 3, -1, -1});
-  TORCH_CHECK(x.size(2) == cfg_.in_chans, "model expects ", cfg_.in_chans, " channels, patches have ", patches_u8.size(2));
-  return (x - mean_.view({1, 1, -1, 1, 1})) / std_.view({1, 1, -1, 1, 1});
+  return normalize_patches_u8(patches_u8, cfg_, mean_, std_, device());
 }
 
 bool VisionTransformerImpl::fused_attention_available() const {
@@ -244,38 +299,18 @@ bool VisionTransformerImpl::use_fused(const AttentionProbe* probe) const {
   return attention_mode_ != "explicit" && fused_attention_available();
 }
 
+// [CLS + pos_0, patch tokens + pos_1..T]: the shared patch embedding with the class token in front.
 std::pair<torch::Tensor, torch::Tensor> VisionTransformerImpl::embed(const torch::Tensor& x, const TokenKeep* keep) {
-  TORCH_CHECK(x.dim() == 4 && x.size(1) == cfg_.in_chans && x.size(2) == cfg_.img_size && x.size(3) == cfg_.img_size,
-              "input must be [B, ", cfg_.in_chans, ", ", cfg_.img_size, ", ", cfg_.img_size, "], got ", x.sizes());
-  const int64_t B = x.size(0), T = cfg_.num_patches(), D = cfg_.embed_dim, g = cfg_.grid(), p = cfg_.patch_size;
-  const bool partial = keep && keep->positions.defined();
-  if (partial && keep->fill == FillMode::Drop) {
-    // Embed only the kept patches.
-    auto patches = x.reshape({B, cfg_.in_chans, g, p, g, p}).permute({0, 2, 4, 1, 3, 5}).reshape({B, T, cfg_.in_chans, p, p});
-    auto pos = keep->positions.to(x.device(), torch::kInt64);
-    auto kept = patches.gather(1, pos.clamp_min(0).view({B, -1, 1, 1, 1}).expand({-1, -1, cfg_.in_chans, p, p}));  // [B, K, C, p, p]
-    return embed_patches(kept, pos, keep->rescale);
-  }
-  torch::Tensor input = x;
-  torch::Tensor mask;  // [B, T] float, 1 = kept
-  if (partial) {
-    auto pos = keep->positions.to(x.device(), torch::kInt64);
-    mask = torch::zeros({B, T + 1}, x.options());
-    mask.scatter_(1, torch::where(pos >= 0, pos, torch::full_like(pos, T)), 1.0);
-    mask = mask.narrow(1, 0, T);
-    if (keep->fill == FillMode::ZeroPixel) {
-      // Missing patches are 0 in normalised pixel space: their embedding is the conv bias.
-      auto pix = mask.view({B, 1, g, 1, g, 1}).expand({B, 1, g, p, g, p}).reshape({B, 1, g * p, g * p});
-      input = x * pix;
-    }
-  }
-  auto tok = patch_embed->proj(input).flatten(2).transpose(1, 2);  // [B, T, D]
-  if (partial) {
-    if (keep->fill == FillMode::ZeroEmbedding) tok = tok * (mask * keep->rescale).unsqueeze(-1);
-    else if (keep->rescale != 1.0) tok = tok * (mask * (keep->rescale - 1.0) + 1.0).unsqueeze(-1);
-  }
-  auto cls = cls_token.expand({B, 1, D});
-  return {torch::cat({cls, tok}, 1) + pos_embed, torch::Tensor()};  // [B, 1 + T, D]
+  auto [tok, valid] = embed_patch_tokens(*patch_embed, pos_embed.narrow(1, 1, cfg_.num_patches()), cfg_, x, keep);
+  return with_cls(tok, valid);
+}
+
+std::pair<torch::Tensor, torch::Tensor> VisionTransformerImpl::with_cls(const torch::Tensor& tokens, const torch::Tensor& valid) const {
+  const int64_t B = tokens.size(0), D = cfg_.embed_dim;
+  auto cls = (cls_token + pos_embed.narrow(1, 0, 1)).expand({B, 1, D});
+  torch::Tensor v;
+  if (valid.defined()) v = torch::cat({torch::ones({B, 1}, valid.options()), valid}, 1);
+  return {torch::cat({cls, tokens}, 1), v};  // [B, 1 + K, D]
 }
 
 torch::Tensor VisionTransformerImpl::encode(torch::Tensor tokens, const torch::Tensor& key_valid, AttentionProbe* probe) {
@@ -304,19 +339,8 @@ torch::Tensor VisionTransformerImpl::forward_features(const torch::Tensor& x, co
 
 std::pair<torch::Tensor, torch::Tensor> VisionTransformerImpl::embed_patches(const torch::Tensor& patches, const torch::Tensor& positions,
                                                                           double rescale) {
-  TORCH_CHECK(patches.dim() == 5 && positions.dim() == 2 && patches.size(0) == positions.size(0) && patches.size(1) == positions.size(1),
-              "patches [B, K, C, p, p] and positions [B, K] disagree: ", patches.sizes(), " vs ", positions.sizes());
-  const int64_t B = patches.size(0), K = patches.size(1), T = cfg_.num_patches(), D = cfg_.embed_dim;
-  auto pos = positions.to(patches.device(), torch::kInt64);
-  auto idx = pos.clamp_min(0);
-  auto w = patch_embed->proj->weight.view({D, -1});                                         // [D, C p p]
-  auto tok = torch::matmul(patches.reshape({B, K, -1}), w.t()) + patch_embed->proj->bias;  // [B, K, D]
-  if (rescale != 1.0) tok = tok * rescale;
-  tok = tok + pos_embed.narrow(1, 1, T).expand({B, T, D}).gather(1, idx.unsqueeze(-1).expand({-1, -1, D}));
-  auto cls = (cls_token + pos_embed.narrow(1, 0, 1)).expand({B, 1, D});
-  torch::Tensor valid;  // only when some rows are padded (-1)
-  if ((pos < 0).any().item<bool>()) valid = torch::cat({torch::ones({B, 1}, pos.options().dtype(torch::kBool)), pos >= 0}, 1);
-  return {torch::cat({cls, tok}, 1), valid};  // [B, 1 + K, D]
+  auto [tok, valid] = embed_kept_patches(*patch_embed, pos_embed.narrow(1, 1, cfg_.num_patches()), patches, positions, rescale);
+  return with_cls(tok, valid);
 }
 
 torch::Tensor VisionTransformerImpl::forward_features_patches(const torch::Tensor& patches, const torch::Tensor& positions,

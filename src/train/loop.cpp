@@ -54,6 +54,8 @@ class SequentialLoop {
   void restore(const CheckpointData& ck);
   void train_task(int64_t task, int64_t start_epoch, int64_t start_step);
   void finetune(int64_t task, const FinetunePhase& phase);
+  // Buffer samples at `rows` as a Batch: kept tokens, the configured fill and rescale, weights.
+  Batch buffer_batch(const torch::Tensor& rows) const;
   // One optimizer step on the loss terms (parallel jobs, gradients added); returns [terms] float64.
   torch::Tensor optimize(const StepLoss& terms, Optimizer& optimizer, double lr);
   torch::Tensor training_step(int64_t task, int64_t epoch, int64_t step, int64_t step_in_task, const torch::Tensor& images_u8,
@@ -571,19 +573,8 @@ void SequentialLoop::finetune(int64_t task, const FinetunePhase& phase) {
       }
       std::optional<Batch> memory;
       if (!mem.empty()) {
-        const bool drop = cfg_.memory.fill == FillMode::Drop;
-        auto g = buffer_.gather(torch::tensor(mem, torch::kInt64), !drop, drop);
-        Batch b;
-        b.images = g.images;
-        b.patches = g.patches;
-        b.labels = g.labels;
-        b.payload = g.payload;
-        b.keep.positions = g.positions;
-        b.keep.fill = cfg_.memory.fill;
-        b.keep.rescale = cfg_.train.token_drop_rescale && st_.replay_token_fraction < 1.0 ? 1.0 / st_.replay_token_fraction : 1.0;
-        if (cfg_.memory.use_weights && buffer_.has_weights()) b.weights = g.weights;
-        b.stream = batch.stream ^ 0x9e3779b97f4a7c15ULL;
-        memory = b;
+        memory = buffer_batch(torch::tensor(mem, torch::kInt64));
+        memory->stream = batch.stream ^ 0x9e3779b97f4a7c15ULL;
       }
       auto losses = optimize(learner_->finetune_loss(task, batch, memory ? &*memory : nullptr), optimizer, phase.lr).to(torch::kCPU);
       for (size_t i = 0; i < sums.size(); ++i) sums[i] += losses[int64_t(i)].item<double>();
@@ -632,9 +623,14 @@ std::optional<Batch> SequentialLoop::replay_batch(int64_t task, int64_t step_in_
     if (data_.train->has_payload()) b.payload = data_.train->payloads(ds);
     return b;
   }
+  return buffer_batch(idx);
+}
+
+Batch SequentialLoop::buffer_batch(const torch::Tensor& rows) const {
   const FillMode fill = cfg_.memory.fill;
   const bool drop = fill == FillMode::Drop;
-  auto g = buffer_.gather(idx, !drop, drop);
+  auto g = buffer_.gather(rows, !drop, drop);
+  Batch b;
   b.images = g.images;
   b.patches = g.patches;
   b.labels = g.labels;

@@ -115,7 +115,7 @@ struct DyToxNetImpl : torch::nn::Module {
   TaskClassifier head_div{nullptr};          // undefined before the second task
 
  private:
-  std::pair<torch::Tensor, torch::Tensor> run_sabs(torch::Tensor tokens, const torch::Tensor& key_valid);
+  std::pair<torch::Tensor, torch::Tensor> run_sabs(std::pair<torch::Tensor, torch::Tensor> tokens_and_valid);
   DyToxConfig cfg_;
   uint64_t seed_;
   std::vector<int64_t> task_sizes_;

@@ -68,6 +68,26 @@ struct PatchEmbedImpl : torch::nn::Module {
 };
 TORCH_MODULE(PatchEmbed);
 
+// Pieces the ViT and DyTox's network share (models/dytox.hpp).
+// timm's trunc_normal_(std) on the absolute interval [a, b], drawn from `gen` (inverse CDF).
+torch::Tensor trunc_normal(std::vector<int64_t> shape, double std, at::Generator& gen, double a = -2.0, double b = 2.0);
+// uint8 images [B, C, H, W] / patches [B, K, C, p, p] -> float on `device`, (x / 255 − mean) / std
+// per channel; gray input is repeated for 3-channel models; shapes are checked against `cfg`.
+torch::Tensor normalize_images_u8(const torch::Tensor& images_u8, const ViTConfig& cfg, const torch::Tensor& mean, const torch::Tensor& std,
+                                  torch::Device device);
+torch::Tensor normalize_patches_u8(const torch::Tensor& patches_u8, const ViTConfig& cfg, const torch::Tensor& mean, const torch::Tensor& std,
+                                   torch::Device device);
+// The patch tokens of normalised images x [B, C, H, W] plus their position embeddings
+// `patch_pos` [1, T, D], with an optional keep (token dropping / replay fills): every fill but
+// drop gives [B, T, D] and an undefined mask; drop embeds only the kept patches (as
+// embed_kept_patches). Returns the tokens and key_valid [B, K] (undefined: every token valid).
+std::pair<torch::Tensor, torch::Tensor> embed_patch_tokens(PatchEmbedImpl& patch_embed, const torch::Tensor& patch_pos, const ViTConfig& cfg,
+                                                           const torch::Tensor& x, const TokenKeep* keep);
+// Only the kept patches [B, K, C, p, p] at positions [B, K] (-1 padding), times `rescale`,
+// plus their position embeddings: [B, K, D] and key_valid [B, K] when some rows are padded.
+std::pair<torch::Tensor, torch::Tensor> embed_kept_patches(PatchEmbedImpl& patch_embed, const torch::Tensor& patch_pos, const torch::Tensor& patches,
+                                                           const torch::Tensor& positions, double rescale);
+
 struct AttentionImpl : torch::nn::Module {
   AttentionImpl(int64_t dim, int64_t heads, bool qkv_bias);
   // x [B, N, D]; key_valid [B, N] bool or undefined; returns [B, N, D].
@@ -127,6 +147,8 @@ struct VisionTransformerImpl : torch::nn::Module {
   std::pair<torch::Tensor, torch::Tensor> embed(const torch::Tensor& x, const TokenKeep* keep);
   // Embeds normalised kept patches [B, K, C, p, p] at positions [B, K] (-1 padding).
   std::pair<torch::Tensor, torch::Tensor> embed_patches(const torch::Tensor& patches, const torch::Tensor& positions, double rescale);
+  // The class token (plus pos_0) in front of patch tokens; key_valid gets a leading true.
+  std::pair<torch::Tensor, torch::Tensor> with_cls(const torch::Tensor& tokens, const torch::Tensor& valid) const;
   // Runs the blocks and the final norm.
   torch::Tensor encode(torch::Tensor tokens, const torch::Tensor& key_valid, AttentionProbe* probe);
 
