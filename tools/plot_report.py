@@ -106,7 +106,7 @@ def run_plots(run_dir):
 def as_float(s):
     try:
         return float(s)
-    except ValueError:
+    except (TypeError, ValueError):
         return None
 
 
@@ -136,11 +136,12 @@ def group_rows(rows, keys, prefix="", empty="runs"):
     return groups
 
 
-def accuracy_curve(ax, rows, x_axis, label, **style):
+def accuracy_curve(ax, rows, x_axis, label, column="final_average_accuracy", **style):
     """Final average accuracy (mean ± std over seeds) against x_axis; returns the x values."""
     by_x = {}
     for r in rows:
-        by_x.setdefault(float(r[x_axis]), []).append(100 * float(r["final_average_accuracy"]))
+        if as_float(r.get(column)) is not None:
+            by_x.setdefault(float(r[x_axis]), []).append(100 * float(r[column]))
     xs = sorted(by_x)
     stats = [mean_std(by_x[x]) for x in xs]
     style.setdefault("marker", "o")
@@ -179,7 +180,15 @@ def sweep_plots(sweep_dir):
         for name, rs in sorted(groups.items()):
             xs_all += accuracy_curve(ax, rs, x_axis, name)
         log_x_if_wide(ax, xs_all)
-        finish(ax, x_axis, "final average accuracy (%)", os.path.join(sweep_dir, "plots", f"accuracy_vs_{x_axis.replace('.', '_')}.png"))
+        finish(ax, x_axis, "final average class-IL accuracy (%)", os.path.join(sweep_dir, "plots", f"accuracy_vs_{x_axis.replace('.', '_')}.png"))
+        if any(as_float(r.get("final_task_il_accuracy")) is not None for r in rows):
+            # Task-IL next to class-IL: the gap between them is old-vs-new calibration of the head.
+            fig, ax = plt.subplots(figsize=(7, 4.5))
+            xs_all = []
+            for name, rs in sorted(groups.items()):
+                xs_all += accuracy_curve(ax, rs, x_axis, name, column="final_task_il_accuracy")
+            log_x_if_wide(ax, xs_all)
+            finish(ax, x_axis, "final average task-IL accuracy (%)", os.path.join(sweep_dir, "plots", f"task_il_accuracy_vs_{x_axis.replace('.', '_')}.png"))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, rs in sorted(groups.items()):
         pts = [(float(r["memory_bytes"]), 100 * float(r["final_average_accuracy"])) for r in rs if as_float(r["memory_bytes"]) is not None]

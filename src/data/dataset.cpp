@@ -90,6 +90,30 @@ torch::Tensor SubsetDataset::images(const torch::Tensor& indices) const {
   return base_->images(indices_.index_select(0, indices.to(torch::kInt64)));
 }
 
+torch::Tensor train_subset_indices(const torch::Tensor& labels, int64_t num_classes, const std::string& part, double fraction, uint64_t split_seed) {
+  if (part != "a" && part != "b") throw_input("data.train_subset = '{}' is not known; accepted: all, a, b", part);
+  if (!(fraction > 0.0 && fraction < 1.0)) throw_input("data.subset_fraction = {} leaves a part empty; accepted: (0, 1)", fraction);
+  std::vector<torch::Tensor> keep;
+  for (int64_t c = 0; c < num_classes; ++c) {
+    torch::Tensor idx = (labels == c).nonzero().flatten();
+    const int64_t n = idx.size(0), na = std::llround(fraction * double(n));
+    if (n == 0) continue;
+    if (na == 0 || na == n) {
+      throw_input("data.train_subset: class {} has {} training samples; data.subset_fraction = {} leaves part {} empty", c, n, fraction, na == 0 ? "a" : "b");
+    }
+    auto gen = make_generator(split_seed, "train_subset", {c});
+    auto perm = idx.index_select(0, torch::randperm(n, gen, torch::kInt64));
+    keep.push_back(part == "a" ? perm.narrow(0, 0, na) : perm.narrow(0, na, n - na));
+  }
+  if (keep.empty()) return torch::zeros({0}, torch::kInt64);
+  return std::get<0>(torch::sort(torch::cat(keep)));
+}
+
+std::shared_ptr<const Dataset> train_subset(std::shared_ptr<const Dataset> base, const std::string& part, double fraction, uint64_t split_seed) {
+  if (part == "all") return base;
+  return std::make_shared<SubsetDataset>(base, train_subset_indices(base->labels(), base->num_classes(), part, fraction, split_seed));
+}
+
 std::shared_ptr<const Dataset> limit_per_class(std::shared_ptr<const Dataset> base, int64_t per_class, uint64_t seed) {
   if (per_class <= 0) return base;
   const torch::Tensor& labels = base->labels();

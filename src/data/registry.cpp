@@ -100,14 +100,15 @@ DatasetSplits open_dataset(const DataConfig& data, int64_t patch_size, uint64_t 
     o.seed = seed;
     o.key_patch = data.name == "synthetic-patch";
     o.per_class = data.train_per_class > 0 ? data.train_per_class : 500;
-    s.train = make_synthetic(o, 0);
+    s.train = train_subset(make_synthetic(o, 0), data.train_subset, data.subset_fraction, uint64_t(data.subset_seed));
     o.per_class = data.test_per_class > 0 ? data.test_per_class : 100;
     s.test = make_synthetic(o, 1);
     return s;
   } else {
     throw_input("data.name = '{}' is not a known dataset; accepted: {}", data.name, fmt::join(dataset_names(), ", "));
   }
-  s.train = limit_per_class(s.train, data.train_per_class, seed ^ 0x7472);
+  s.train = limit_per_class(train_subset(s.train, data.train_subset, data.subset_fraction, uint64_t(data.subset_seed)), data.train_per_class,
+                            seed ^ 0x7472);
   s.test = limit_per_class(s.test, data.test_per_class, seed ^ 0x7465);
   return s;
 }

@@ -14,6 +14,11 @@ std::vector<std::string> learner_names() { return {"vit-classifier", "linear-pro
 
 std::unique_ptr<Learner> make_learner(const LearnerContext& context) {
   const std::string& kind = context.model.learner;
+  if (kind != "vit-classifier" && context.settings.classifier.bias_correction != "none") {
+    throw_input("classifier.bias_correction = {} corrects the one class-incremental head of model.learner vit-classifier; model.learner {} has "
+                "none (accepted: classifier.bias_correction: none)",
+                context.settings.classifier.bias_correction, kind);
+  }
   if (kind == "vit-classifier") return std::make_unique<ViTClassifier>(context);
   if (kind == "linear-probe") return std::make_unique<LinearProbe>(context);
   if (kind == "dytox") return std::make_unique<DyTox>(context);

@@ -11,10 +11,11 @@
 
 namespace cts {
 
-int64_t stored_sample_bytes(int64_t channels, int64_t patch_size, int64_t tokens, bool weights) {
-  // Per token: the uint8 patch and a uint16 position; per sample: uint16 count, int32 label,
-  // uint16 task, optional float32 weight (token_buffer.hpp's layout).
-  return tokens * (channels * patch_size * patch_size + 2) + 8 + (weights ? 4 : 0);
+int64_t stored_sample_bytes(int64_t channels, int64_t patch_size, int64_t tokens, bool weights, int64_t grid_tokens) {
+  // Per token: the uint8 patch, and a uint16 position unless the sample is whole; per sample:
+  // uint16 count, int32 label, uint16 task, optional float32 weight (token_buffer.hpp's layout).
+  TORCH_CHECK(tokens >= 0 && tokens <= grid_tokens, "stored_sample_bytes: ", tokens, " tokens of ", grid_tokens);
+  return tokens * (channels * patch_size * patch_size + (tokens < grid_tokens ? 2 : 0)) + 8 + (weights ? 4 : 0);
 }
 
 int64_t task_byte_share(int64_t budget, int64_t used, int64_t task_samples, int64_t remaining_samples) {
@@ -151,9 +152,9 @@ MemoryFractions plan_byte_budget(const MemoryFractions& in, MemoryStrategy strat
   int64_t need_budget = 0, worst_task = -1, worst_need = 0;
   for (size_t t = 0; t < d.task_samples.size(); ++t) {
     const int64_t classes = d.task_classes.at(t);
-    const int64_t need = strategy == MemoryStrategy::Coreset      ? classes * stored_sample_bytes(C, patch, T, w)
-                         : strategy == MemoryStrategy::CoreTokens ? d.task_samples[t] * stored_sample_bytes(C, patch, 1, w)
-                                                                  : classes * stored_sample_bytes(C, patch, 1, w);
+    const int64_t need = strategy == MemoryStrategy::Coreset      ? classes * stored_sample_bytes(C, patch, T, w, T)
+                         : strategy == MemoryStrategy::CoreTokens ? d.task_samples[t] * stored_sample_bytes(C, patch, 1, w, T)
+                                                                  : classes * stored_sample_bytes(C, patch, 1, w, T);
     // share >= floor(budget · N_t / N_all) whatever earlier tasks used, so this suffices.
     const int64_t min_budget = static_cast<int64_t>(std::ceil(double(need) * double(all) / double(d.task_samples[t])));
     if (min_budget > need_budget) need_budget = min_budget, worst_task = int64_t(t), worst_need = need;
@@ -169,15 +170,15 @@ MemoryFractions plan_byte_budget(const MemoryFractions& in, MemoryStrategy strat
   if (strategy == MemoryStrategy::CoreTokens) {
     const int64_t share = task_byte_share(budget, 0, d.task_samples[0], all);
     const int64_t n0 = d.task_samples[0];
-    const int64_t per_token = stored_sample_bytes(C, patch, 1, w) - stored_sample_bytes(C, patch, 0, w);
-    k0 = double(std::clamp<int64_t>((share - n0 * stored_sample_bytes(C, patch, 0, w)) / (n0 * per_token), 1, T)) / double(T);
+    const int64_t per_token = stored_sample_bytes(C, patch, 1, w, T) - stored_sample_bytes(C, patch, 0, w, T);
+    k0 = double(std::clamp<int64_t>((share - n0 * stored_sample_bytes(C, patch, 0, w, T)) / (n0 * per_token), 1, T)) / double(T);
   } else if (strategy == MemoryStrategy::CoreTokenset) {
-    const double r0 = double(budget) / (double(all) * double(stored_sample_bytes(C, patch, T, w)));
+    const double r0 = double(budget) / (double(all) * double(stored_sample_bytes(C, patch, T, w, T)));
     k0 = std::clamp(std::sqrt(r0), 1.0 / double(T), 1.0);
   }
   MemoryFractions f = in;
   f.token_fraction = k0;
-  f.sample_fraction = std::min(1.0, double(budget) / (double(all) * double(stored_sample_bytes(C, patch, T, w))) / k0);
+  f.sample_fraction = std::min(1.0, double(budget) / (double(all) * double(stored_sample_bytes(C, patch, T, w, T))) / k0);
   f.retention = f.sample_fraction * f.token_fraction;
   return f;
 }

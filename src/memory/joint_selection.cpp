@@ -117,8 +117,11 @@ SelectionReport select_task_memory_joint(MemoryModel& model, const Dataset& trai
   const auto shares = relevance_shares(torch::cat(rel));  // [N, T]
 
   const int64_t C = buffer.channels(), p = buffer.patch_size();
-  const int64_t token_bytes = stored_sample_bytes(C, p, 1, false) - stored_sample_bytes(C, p, 0, false);
-  const int64_t sample_bytes = stored_sample_bytes(C, p, 0, st.store_weights);
+  // A pair costs its patch and position (a sample that ends up with every token stores no
+  // positions: it then costs less than planned, never more).
+  const int64_t T = model.num_tokens();
+  const int64_t token_bytes = stored_sample_bytes(C, p, 1, false, T) - stored_sample_bytes(C, p, 0, false, T);
+  const int64_t sample_bytes = stored_sample_bytes(C, p, 0, st.store_weights, T);
   const auto& classes = split.task_classes.at(static_cast<size_t>(task));
   std::vector<torch::Tensor> class_rows;
   std::vector<int64_t> sizes;

@@ -196,7 +196,7 @@ SelectionReport select_task_memory(MemoryModel& model, const Dataset& train, con
   const int64_t bytes_before = buffer.bytes();
   const int64_t samples_before = buffer.size(), tokens_before = buffer.tokens();
   const int64_t C = buffer.channels(), p = buffer.patch_size();
-  auto cost = [&](int64_t t) { return stored_sample_bytes(C, p, t, st.store_weights); };
+  auto cost = [&](int64_t t) { return stored_sample_bytes(C, p, t, st.store_weights, T); };
 
   if ((st.joint || st.budget_bytes > 0 || st.fractions.fixed_bytes) && train.has_payload()) {
     throw_input("memory.{}: the samples of {} carry a payload (e.g. text) whose bytes the byte-budget rules do not count; use "
@@ -282,7 +282,8 @@ SelectionReport select_task_memory(MemoryModel& model, const Dataset& train, con
     budgets = allocate_proportional(n, sizes, true);
   } else if (st.strategy == MemoryStrategy::CoreTokens) {
     budgets = sizes;
-    k = std::min<int64_t>(T, (st.budget_bytes - total * cost(0)) / std::max<int64_t>(1, total * (cost(1) - cost(0))));
+    k = st.budget_bytes >= total * cost(T) ? T  // whole samples store no positions
+                                           : std::min<int64_t>(T - 1, (st.budget_bytes - total * cost(0)) / std::max<int64_t>(1, total * (cost(1) - cost(0))));
     if (k < 1) throw_input("memory.budget_bytes: task {} has {} bytes but one token of each of its {} samples needs {} bytes", task, st.budget_bytes, total, total * cost(1));
   } else {  // core-tokenset: the split search
     const auto ts = std::chrono::steady_clock::now();

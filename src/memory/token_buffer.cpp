@@ -58,10 +58,23 @@ void TokenBuffer::add(const torch::Tensor& images, const torch::Tensor& labels, 
   if (!payload.empty()) payload_ = Payload::concat({payload_, {payload.values.to(torch::kCPU).contiguous(), payload.lengths.to(torch::kCPU).contiguous()}});
 }
 
+torch::Tensor TokenBuffer::partial_samples() const {
+  return counts_.defined() ? counts_ < num_tokens() : torch::zeros({0}, torch::kBool);
+}
+
+torch::Tensor TokenBuffer::stored_positions() const {
+  if (!positions_.defined()) return torch::zeros({0}, torch::kInt64);
+  auto partial = partial_samples();
+  if (partial.all().item<bool>()) return positions_;
+  // The tokens of partial samples, in buffer order.
+  return positions_.masked_select(partial.repeat_interleave(counts_));
+}
+
 int64_t TokenBuffer::bytes() const {
   const int64_t n = size(), t = tokens();
   const int64_t patch_bytes = t * channels_ * patch_size_ * patch_size_;
-  return patch_bytes + 2 * t /*positions U16*/ + 2 * n /*counts U16*/ + 4 * n /*labels I32*/ + 2 * n /*tasks U16*/ +
+  const int64_t positions = n ? counts_.masked_select(partial_samples()).sum().item<int64_t>() : 0;
+  return patch_bytes + 2 * positions /*positions U16, partial samples only*/ + 2 * n /*counts U16*/ + 4 * n /*labels I32*/ + 2 * n /*tasks U16*/ +
          (has_weights() ? 4 * n : 0) + (has_payload() ? 4 * payload_.values.size(0) /*payload I32*/ + 2 * n /*payload_lengths U16*/ : 0);
 }
 
@@ -143,7 +156,7 @@ void TokenBuffer::save(const std::filesystem::path& path) const {
   std::vector<SafetensorsTensor> t;
   const int64_t C = channels_, p = patch_size_;
   t.push_back({"patches", patches_.defined() ? patches_ : torch::zeros({0, C, p, p}, torch::kUInt8), ""});
-  t.push_back({"positions", positions_.defined() ? positions_ : torch::zeros({0}, torch::kInt64), "U16"});
+  t.push_back({"positions", stored_positions(), "U16"});
   t.push_back({"counts", counts_.defined() ? counts_ : torch::zeros({0}, torch::kInt64), "U16"});
   t.push_back({"labels", (labels_.defined() ? labels_ : torch::zeros({0}, torch::kInt64)).to(torch::kInt32), ""});
   t.push_back({"tasks", tasks_.defined() ? tasks_ : torch::zeros({0}, torch::kInt64), "U16"});
@@ -153,7 +166,7 @@ void TokenBuffer::save(const std::filesystem::path& path) const {
     t.push_back({"payload_lengths", payload_.lengths, "U16"});
   }
   auto meta = metadata_;
-  meta["format"] = "cts-token-buffer-v1";
+  meta["format"] = "cts-token-buffer-v2";
   meta["patch_size"] = std::to_string(patch_size_);
   meta["image_size"] = std::to_string(image_size_);
   meta["channels"] = std::to_string(channels_);
@@ -200,7 +213,6 @@ TokenBuffer TokenBuffer::load(const std::filesystem::path& path) {
     }
   }
   const int64_t total = patches.size(0);
-  if (positions.dim() != 1 || positions.size(0) != total) throw_input("{}: positions must be [{}] like patches, found {}", where, total, shape_str(positions.sizes()));
   const int64_t n = labels.numel();
   if (labels.dim() != 1 || counts.dim() != 1 || tasks.dim() != 1 || counts.size(0) != n || tasks.size(0) != n) {
     throw_input("{}: labels, counts and tasks must all be [n]; found {}, {}, {}", where, shape_str(labels.sizes()),
@@ -209,14 +221,32 @@ TokenBuffer TokenBuffer::load(const std::filesystem::path& path) {
   const auto c64 = counts.to(torch::kInt64);
   if (n > 0 && (c64.min().item<int64_t>() < 1 || c64.max().item<int64_t>() > b.num_tokens())) throw_input("{}: counts must be in [1, {}]", where, b.num_tokens());
   if (c64.sum().item<int64_t>() != total) throw_input("{}: counts sum to {} but there are {} patches", where, c64.sum().item<int64_t>(), total);
-  if (total > 0 && (positions.max().item<int64_t>() >= b.num_tokens() || positions.min().item<int64_t>() < 0)) {
+  // Positions: one per token of every sample (v1), or only of the samples that keep fewer than
+  // num_tokens tokens (v2: a whole sample's positions are 0 .. num_tokens - 1).
+  const auto partial = c64 < b.num_tokens();
+  const int64_t partial_tokens = n ? c64.masked_select(partial).sum().item<int64_t>() : 0;
+  if (positions.dim() != 1 || (positions.size(0) != total && positions.size(0) != partial_tokens)) {
+    throw_input("{}: positions must be [{}] (every token) or [{}] (the tokens of samples keeping fewer than {}), found {}", where, total,
+                partial_tokens, b.num_tokens(), shape_str(positions.sizes()));
+  }
+  if (positions.numel() > 0 && (positions.max().item<int64_t>() >= b.num_tokens() || positions.min().item<int64_t>() < 0)) {
     throw_input("{}: positions must be in [0, {}) (the tokens of an image), found [{}, {}]", where, b.num_tokens(), positions.min().item<int64_t>(),
                 positions.max().item<int64_t>());
   }
   if (n > 0 && labels.min().item<int64_t>() < 0) throw_input("{}: negative label", where);
   if (n > 0) {
     b.patches_ = patches.contiguous();
-    b.positions_ = positions.to(torch::kInt64);
+    auto pos = positions.to(torch::kInt64);
+    if (positions.size(0) != total) {
+      auto full = torch::arange(b.num_tokens(), torch::kInt64).repeat({n});  // room for n whole samples
+      auto all = torch::empty({total}, torch::kInt64);
+      auto token_partial = partial.repeat_interleave(c64);
+      all.masked_scatter_(token_partial, pos);
+      const int64_t whole = n - partial.sum().item<int64_t>();
+      all.masked_scatter_(token_partial.logical_not(), full.narrow(0, 0, whole * b.num_tokens()));
+      pos = all;
+    }
+    b.positions_ = pos;
     b.counts_ = c64;
     b.offsets_ = torch::cumsum(c64, 0) - c64;
     b.labels_ = labels.to(torch::kInt64);

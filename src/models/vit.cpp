@@ -41,6 +41,12 @@ torch::Tensor normalize_patches_u8(const torch::Tensor& patches_u8, const ViTCon
   return (x - mean.view({1, 1, -1, 1, 1})) / std.view({1, 1, -1, 1, 1});
 }
 
+torch::Tensor black_pixels(const ViTConfig& cfg, const torch::Tensor& like) {
+  std::vector<float> v(size_t(cfg.in_chans));
+  for (int64_t c = 0; c < cfg.in_chans; ++c) v[size_t(c)] = float((0.0 - cfg.mean.at(size_t(c))) / cfg.std.at(size_t(c)));
+  return torch::tensor(v, like.options()).view({1, cfg.in_chans, 1, 1});
+}
+
 std::pair<torch::Tensor, torch::Tensor> embed_patch_tokens(PatchEmbedImpl& patch_embed, const torch::Tensor& patch_pos, const ViTConfig& cfg,
                                                            const torch::Tensor& x, const TokenKeep* keep) {
   TORCH_CHECK(x.dim() == 4 && x.size(1) == cfg.in_chans && x.size(2) == cfg.img_size && x.size(3) == cfg.img_size,
@@ -61,10 +67,13 @@ std::pair<torch::Tensor, torch::Tensor> embed_patch_tokens(PatchEmbedImpl& patch
     mask = torch::zeros({B, T + 1}, x.options());
     mask.scatter_(1, torch::where(pos >= 0, pos, torch::full_like(pos, T)), 1.0);
     mask = mask.narrow(1, 0, T);
-    if (keep->fill == FillMode::ZeroPixel) {
-      // Missing patches are 0 in normalised pixel space: their embedding is the conv bias.
+    if (keep->fill == FillMode::ZeroPixel || keep->fill == FillMode::Black) {
       auto pix = mask.view({B, 1, g, 1, g, 1}).expand({B, 1, g, p, g, p}).reshape({B, 1, g * p, g * p});
+      // zero-pixel: missing patches are 0 in normalised pixel space (their embedding is the conv
+      // bias). black: raw pixel 0, i.e. (0 - mean) / std per channel: an image on a black
+      // background carries no visible mask.
       input = x * pix;
+      if (keep->fill == FillMode::Black) input = input + black_pixels(cfg, x) * (1.0 - pix);
     }
   }
   auto tok = patch_embed.proj(input).flatten(2).transpose(1, 2);  // [B, T, D]
@@ -131,7 +140,7 @@ ViTConfig vit_preset(const std::string& name) {
 }
 
 const std::vector<std::string>& fill_mode_names() {
-  static const std::vector<std::string> names = {"zero-embedding", "zero-pixel", "drop"};
+  static const std::vector<std::string> names = {"zero-embedding", "zero-pixel", "drop", "black"};
   return names;
 }
 
@@ -139,7 +148,8 @@ FillMode parse_fill_mode(const std::string& name) {
   if (name == "zero-embedding") return FillMode::ZeroEmbedding;
   if (name == "zero-pixel") return FillMode::ZeroPixel;
   if (name == "drop") return FillMode::Drop;
-  throw_input("fill mode '{}' is not known; accepted: zero-embedding, zero-pixel, drop", name);
+  if (name == "black") return FillMode::Black;
+  throw_input("fill mode '{}' is not known; accepted: zero-embedding, zero-pixel, drop, black", name);
 }
 
 const char* fill_mode_name(FillMode mode) {
@@ -147,6 +157,7 @@ const char* fill_mode_name(FillMode mode) {
     case FillMode::ZeroEmbedding: return "zero-embedding";
     case FillMode::ZeroPixel: return "zero-pixel";
     case FillMode::Drop: return "drop";
+    case FillMode::Black: return "black";
   }
   return "?";
 }

@@ -115,6 +115,7 @@ nlohmann::json RunRecord::to_json() const {
   j["task_classes"] = task_classes;
   j["parameters"] = parameters;
   j["device"] = device;
+  if (!weights.empty()) j["weights"] = weights;
   return j;
 }
 
@@ -161,6 +162,7 @@ RunRecord RunRecord::from_json(const nlohmann::json& j) {
   r.task_classes = j.at("task_classes").get<std::vector<std::vector<std::string>>>();
   r.device = j.value("device", "");
   if (j.contains("parameters")) r.parameters = j.at("parameters").get<std::vector<int64_t>>();
+  if (j.contains("weights") && j.at("weights").is_object()) r.weights = j.at("weights");
   return r;
 }
 
@@ -216,6 +218,7 @@ nlohmann::json metrics_json(const RunRecord& r, const MemoryFractions& fr) {
                  {"token_fraction", fr.token_fraction},
                  {"budget_bytes", fr.budget_bytes ? nlohmann::json(*fr.budget_bytes) : nlohmann::json(nullptr)}};
   if (!r.parameters.empty()) j["parameters_per_task"] = r.parameters;
+  if (!r.weights.empty()) j["weights"] = r.weights;
   if (fr.fixed_samples) j["memory"]["fixed_samples"] = *fr.fixed_samples;
   if (fr.fixed_bytes) j["memory"]["fixed_bytes"] = *fr.fixed_bytes;
   nlohmann::json timing;
@@ -286,6 +289,13 @@ std::string summary_markdown(const RunRecord& r, const Config& c, const MemoryFr
     o << fmt::format("| parameters | {} after task 0", r.parameters.front());
     if (r.parameters.size() > 1) o << fmt::format(", {} after task {} ({:+} in all)", r.parameters.back(), r.parameters.size() - 1, r.parameters.back() - r.parameters.front());
     o << " |\n";
+  }
+  if (!r.weights.empty()) {
+    o << fmt::format("| weights | `{}` (fnv1a64 {}", r.weights.value("file", ""), r.weights.value("fnv1a64", ""));
+    if (r.weights.contains("config")) o << fmt::format("; written by run config {}", r.weights["config"].get<std::string>());
+    if (r.weights.contains("data")) o << fmt::format(" on {}", r.weights["data"].get<std::string>());
+    if (r.weights.contains("train_subset")) o << fmt::format(", training part {}", r.weights["train_subset"].get<std::string>());
+    o << ") |\n";
   }
   o << fmt::format("| wall time | {:.1f} s on {} |\n\n", r.total_seconds, r.device);
   for (const auto& spec : r.metric_specs) {

@@ -90,7 +90,7 @@ bool is_number(const std::string& v) {
 // and the other varying axes as rows (the layout of the paper's Table 1); "" when no axis fits.
 // `acc[i]` holds cell i's final accuracies (one per finished seed).
 std::string pivot_markdown(const std::vector<GridAxis>& axes, const std::vector<SweepCell>& cells,
-                           const std::vector<std::vector<double>>& acc, size_t num_seeds) {
+                           const std::vector<std::vector<double>>& acc, size_t num_seeds, const std::string& title) {
   int col = -1;
   for (size_t a = 0; a < axes.size(); ++a) {
     bool numeric = axes[a].values.size() > 1;
@@ -115,8 +115,8 @@ std::string pivot_markdown(const std::vector<GridAxis>& axes, const std::vector<
   }
   std::string head;
   for (size_t a : row_axes) head += (head.empty() ? "" : ", ") + axes[a].key;
-  std::string md = fmt::format("\nFinal average accuracy (%), mean ± std over {} seed(s); \"(n = k)\": only k of them finished.\n\n| {} \\ {} |",
-                               num_seeds, head.empty() ? std::string("runs") : head, axes[size_t(col)].key);
+  std::string md = fmt::format("\n{} (%), mean ± std over {} seed(s); \"(n = k)\": only k of them finished.\n\n| {} \\ {} |",
+                               title, num_seeds, head.empty() ? std::string("runs") : head, axes[size_t(col)].key);
   for (const auto& v : axes[size_t(col)].values) md += " " + v + " |";
   md += "\n|---|";
   for (size_t k = 0; k < axes[size_t(col)].values.size(); ++k) md += "---|";
@@ -275,43 +275,50 @@ std::string summarize_sweep(const std::filesystem::path& out, const std::vector<
   const auto cells = expand_grid(axes);
   std::string csv;
   for (const auto& a : axes) csv += a.key + ",";
-  csv += "seed,status,final_average_accuracy,average_incremental_accuracy,forgetting,bwt,fwt,memory_fraction,memory_bytes_fraction,memory_bytes,memory_samples,memory_tokens,seconds,run_dir\n";
+  csv += "seed,status,final_average_accuracy,final_task_il_accuracy,average_incremental_accuracy,forgetting,bwt,fwt,memory_fraction,memory_bytes_fraction,memory_bytes,memory_samples,memory_tokens,seconds,run_dir\n";
   std::string md = "| ";
   for (const auto& a : axes) md += a.key + " | ";
-  md += "seeds | final avg. acc. (%) | avg. incr. acc. (%) | forgetting (%) | memory (tokens %) | memory (bytes) | time (s) |\n|";
-  for (size_t i = 0; i < axes.size() + 7; ++i) md += "---|";
+  md += "seeds | final avg. acc. (%) | final task-IL acc. (%) | avg. incr. acc. (%) | forgetting (%) | memory (tokens %) | memory (bytes) | time (s) |\n|";
+  for (size_t i = 0; i < axes.size() + 8; ++i) md += "---|";
   md += "\n";
-  std::vector<std::vector<double>> final_acc;
+  std::vector<std::vector<double>> final_acc, task_il;
   for (const auto& c : cells) {
-    std::vector<double> fa, aia, fg, sec;
+    std::vector<double> fa, ti, aia, fg, sec;
     double frac = NAN, bytes = NAN;
     for (auto s : seeds) {
       const auto dir = out / c.name / seed_dir(s);
       for (const auto& kv : c.settings) csv += kv.second + ",";
       csv += fmt::format("{},", s);
       if (!run_finished(dir)) {
-        csv += "missing,,,,,,,,,,,," + dir.string() + "\n";
+        csv += "missing,,,,,,,,,,,,," + dir.string() + "\n";
         continue;
       }
       auto j = nlohmann::json::parse(read_file(dir / "metrics.json"));
       const auto& m = j["memory"];
       const double f = number(j, "final_average_accuracy"), a = number(j, "average_incremental_accuracy"), g = number(j, "forgetting");
       const double t = j.contains("timing") ? number(j["timing"], "total_seconds") : NAN;
+      // Task-IL (the task's own classes only) where the learner reports it.
+      const double til = j.contains("task_il") && j["task_il"].is_object() ? number(j["task_il"], "final_average_accuracy") : NAN;
       fa.push_back(f), aia.push_back(a), fg.push_back(g), sec.push_back(t);
+      if (std::isfinite(til)) ti.push_back(til);
       frac = number(m, "fraction"), bytes = number(m, "bytes");
-      csv += fmt::format("done,{},{},{},{},{},{},{},{},{},{},{},{}\n", csv_num(f), csv_num(a), csv_num(g), csv_num(number(j, "bwt")),
+      csv += fmt::format("done,{},{},{},{},{},{},{},{},{},{},{},{},{}\n", csv_num(f), csv_num(til), csv_num(a), csv_num(g), csv_num(number(j, "bwt")),
                          csv_num(number(j, "fwt")), csv_num(frac), csv_num(number(m, "bytes_fraction")), csv_num(bytes),
                          csv_num(number(m, "samples")), csv_num(number(m, "tokens")), csv_num(t), dir.string());
     }
     final_acc.push_back(fa);
+    task_il.push_back(ti);
     md += "| ";
     for (const auto& kv : c.settings) md += kv.second + " | ";
     const auto sf = stats(fa), st = stats(sec);
-    md += fmt::format("{} | {} | {} | {} | {} | {} | {} |\n", sf.n, pct(sf), pct(stats(aia)), pct(stats(fg)),
+    md += fmt::format("{} | {} | {} | {} | {} | {} | {} | {} |\n", sf.n, pct(sf), ti.empty() ? std::string("–") : pct(stats(ti)), pct(stats(aia)), pct(stats(fg)),
                       std::isfinite(frac) ? fmt::format("{:.3f}", 100 * frac) : "–", std::isfinite(bytes) ? fmt::format("{:.0f}", bytes) : "–",
                       st.n ? fmt::format("{:.0f}", st.mean) : "–");
   }
-  md += pivot_markdown(axes, cells, final_acc, seeds.size());
+  md += pivot_markdown(axes, cells, final_acc, seeds.size(), "Final average class-IL accuracy");
+  bool any_task_il = false;
+  for (const auto& t : task_il) any_task_il = any_task_il || !t.empty();
+  if (any_task_il) md += pivot_markdown(axes, cells, task_il, seeds.size(), "Final average task-IL accuracy");
   write_file_atomic(out / "sweep.csv", csv);
   nlohmann::json spec;
   for (const auto& a : axes) spec["axes"].push_back({{"key", a.key}, {"values", a.values}});

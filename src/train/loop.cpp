@@ -19,6 +19,7 @@
 #include "cts/core/error.hpp"
 #include "cts/core/fs.hpp"
 #include "cts/core/rng.hpp"
+#include "cts/core/safetensors.hpp"
 #include "cts/core/threads.hpp"
 #include "cts/coreset/registry.hpp"
 #include "cts/data/patches.hpp"
@@ -36,7 +37,41 @@
 #include "cts/train/run_folder.hpp"
 
 namespace cts {
+
+bool full_image_step(double share, int64_t step_in_task) {
+  if (share <= 0.0) return false;
+  if (share >= 1.0) return true;
+  return std::floor(double(step_in_task + 1) * share) > std::floor(double(step_in_task) * share);
+}
+
 namespace {
+
+// Where model.weights came from: the file, its size and fnv1a64, and what the cts run that
+// wrote it recorded in its metadata. Warns when that run trained on the samples this run's
+// stream uses (data.train_subset).
+nlohmann::json weights_provenance(const std::string& file, const DataConfig& data) {
+  nlohmann::json w = {{"file", std::filesystem::absolute(file).lexically_normal().string()}};
+  const std::string bytes = read_file(file);
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char ch : bytes) h = (h ^ ch) * 0x100000001b3ULL;
+  w["bytes"] = int64_t(bytes.size());
+  w["fnv1a64"] = fmt::format("{:016x}", h);
+  const auto header = read_safetensors_header(file);
+  for (const auto& [key, value] : header.metadata)
+    if (key.rfind("cts.", 0) == 0 && key != "cts.class_order") w[key.substr(4)] = value;
+  if (w.contains("train_subset") && w.contains("data") && w["data"] == data.name) {
+    const std::string part = w["train_subset"];
+    const bool same_split = w.value("subset_seed", "") == std::to_string(data.subset_seed) && w.value("subset_fraction", "") == fmt::format("{}", data.subset_fraction);
+    if (part != "all" && !(same_split && data.train_subset != "all" && data.train_subset != part)) {
+      Console::get().info("warning: model.weights {} were trained on data.train_subset {} of {}{}; this run's stream (data.train_subset {}, fraction {}, seed {}) "
+                          "shares samples with it",
+                          file, part, data.name, same_split ? "" : fmt::format(" (fraction {}, seed {})", w.value("subset_fraction", "?"), w.value("subset_seed", "?")),
+                          data.train_subset, data.subset_fraction, data.subset_seed);
+      w["overlaps_stream"] = true;
+    }
+  }
+  return w;
+}
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -73,6 +108,10 @@ class SequentialLoop {
   OptimizerOptions optimizer_options() const;
   torch::Tensor task_order(int64_t task, int64_t epoch, int64_t n) const;
   uint64_t seed() const { return static_cast<uint64_t>(cfg_.seed); }
+  // Token-drop guard by steps: whether this step shows new data whole.
+  bool guard_step(int64_t step_in_task) const {
+    return cfg_.train.full_image_unit == "steps" && full_image_step(cfg_.train.full_image_share, step_in_task);
+  }
 
   Config cfg_;
   RunOptions opt_;
@@ -159,7 +198,7 @@ void SequentialLoop::setup() {
     // A fixed memory must hold a sample per class once every class has been seen.
     const int64_t classes = split_.classes_per_task * split_.num_tasks();
     const int64_t k = st_.fractions.token_fraction >= 1.0 ? num_tokens_ : std::max<int64_t>(1, std::llround(st_.fractions.token_fraction * double(num_tokens_)));
-    const int64_t sample_bytes = stored_sample_bytes(shape.channels, learner_->patch_size(), k, cfg_.memory.use_weights);
+    const int64_t sample_bytes = stored_sample_bytes(shape.channels, learner_->patch_size(), k, cfg_.memory.use_weights, num_tokens_);
     if (fixed_class_quota(st_.fractions, classes, sample_bytes) < 1) {
       throw_input("memory.{} cannot hold one sample per class for the {} classes of the run; accepted: memory.samples >= {} or memory.budget_bytes >= {}",
                   st_.fractions.fixed_samples ? fmt::format("samples = {}", *st_.fractions.fixed_samples)
@@ -169,6 +208,9 @@ void SequentialLoop::setup() {
   }
   st_.token_drop = cfg_.train.token_drop.is_auto ? (partial_memory ? 1.0 - st_.fractions.token_fraction : 0.0) : cfg_.train.token_drop.value;
   if (st_.token_drop >= 1.0) throw_input("train.token_drop = {} drops every token; accepted: [0, 1)", st_.token_drop);
+  if (st_.token_drop > 0.0 && cfg_.train.full_image_share > 0.0 && cfg_.train.full_image_unit == "samples" && cfg_.train.token_drop_rescale)
+    throw_input("train.token_drop_rescale scales every kept token of a batch by 1/(1 - p), also those of the samples train.full_image_share shows whole; "
+                "accepted: token_drop_rescale: false, full_image_share: 0, or full_image_unit: steps");
   if (partial_memory && !st_.fractions.budget_bytes && std::llround(st_.fractions.token_fraction * double(num_tokens_)) < 1) {
     throw_input("memory.token_fraction = {:.4g} keeps 0 of the {} tokens of an image; an impossible budget (need >= {:.4g})",
                 st_.fractions.token_fraction, num_tokens_, 0.5 / double(num_tokens_));
@@ -204,6 +246,7 @@ void SequentialLoop::setup() {
     for (int64_t c : group) g.push_back(names.at(size_t(c)));
     record.task_classes.push_back(g);
   }
+  if (!cfg_.model.weights.empty()) record.weights = weights_provenance(cfg_.model.weights, cfg_.data);
 }
 
 RunSummary SequentialLoop::run() {
@@ -270,10 +313,26 @@ RunSummary SequentialLoop::run_steps() {
     con.info("memory {}: s = {:.4g}, k = {:.4g} (retention {:.4g}), coreset {}, tokens {}, fill {}, token drop {:.3g}", name_of(cfg_.memory.strategy),
              st_.fractions.sample_fraction, st_.fractions.token_fraction, st_.fractions.retention, cfg_.memory.coreset, cfg_.memory.tokens,
              fill_mode_name(cfg_.memory.fill), st_.token_drop);
+    if (st_.token_drop > 0.0 && cfg_.train.full_image_share > 0.0)
+      con.info("token-drop guard: {:.3g} of the new data's {} {} whole (train.full_image_share)", cfg_.train.full_image_share, cfg_.train.full_image_unit,
+               cfg_.train.full_image_unit == "steps" ? "show it" : "are shown");
     log_.append({{"event", "run_start"}, {"config", cfg_.name}, {"learner", learner_->kind()}, {"device", device_name(device_)},
                  {"threads", torch::get_num_threads()}, {"parameters", params}, {"train_samples", data_.train->size()},
                  {"test_samples", data_.test->size()}, {"class_order", split_.class_order}, {"sample_fraction", st_.fractions.sample_fraction},
-                 {"token_fraction", st_.fractions.token_fraction}, {"token_drop", st_.token_drop}});
+                 {"token_fraction", st_.fractions.token_fraction}, {"token_drop", st_.token_drop}, {"full_image_share", cfg_.train.full_image_share}});
+    // Small data meets large-data defaults: a warmup longer than a task never reaches train.lr.
+    for (int64_t t = 0; t < split_.num_tasks(); ++t) {
+      const int64_t steps = cfg_.train.epochs * ((task_samples_[size_t(t)] + cfg_.train.batch_size - 1) / cfg_.train.batch_size);
+      if (cfg_.train.warmup_steps < steps) continue;
+      const std::string text = fmt::format(
+          "warning: train.warmup_steps = {} is not shorter than task {}'s {} steps ({} samples, batch {}, {} epochs): the learning rate "
+          "never reaches train.lr = {:.3g} in that task; set train.warmup_steps below {} (e.g. {})",
+          cfg_.train.warmup_steps, t, steps, task_samples_[size_t(t)], cfg_.train.batch_size, cfg_.train.epochs, cfg_.train.lr, steps,
+          std::max<int64_t>(0, steps / 10));
+      con.info("{}", text);
+      log_.append({{"event", "warning"}, {"key", "train.warmup_steps"}, {"task", t}, {"task_steps", steps}, {"message", text}});
+      break;
+    }
     // b_j for FWT: the initial model's scores of every metric some metric takes its FWT from.
     const auto t0 = Clock::now();
     const auto init = learner_->evaluate(*data_.test, 0, tasks_to_evaluate(0, split_.num_tasks()), cfg_.train.eval_batch_size);
@@ -441,6 +500,15 @@ TokenKeep SequentialLoop::drop_tokens(int64_t task, int64_t epoch, int64_t step,
                      : make_generator(seed(), "token_drop_counts", {task, epoch, step});
     counts = buffer_.counts().index_select(0, torch::randint(buffer_.size(), {B}, gen, torch::kInt64));
   }
+  // Token-drop guard by samples: the first round(share B) samples of the (shuffled) batch keep
+  // every token.
+  if (cfg_.train.full_image_unit == "samples" && cfg_.train.full_image_share > 0.0) {
+    const int64_t whole = std::min<int64_t>(B, std::llround(cfg_.train.full_image_share * double(B)));
+    if (whole > 0) {
+      if (!counts.defined()) counts = torch::full({B}, kept, torch::kInt64);
+      counts.narrow(0, 0, whole).fill_(num_tokens_);
+    }
+  }
   auto choose = [&](const torch::Tensor& scores, const torch::Tensor& tie_keys) {
     return counts.defined() ? top_tokens(scores, counts, tie_keys) : top_tokens(scores, kept, tie_keys);
   };
@@ -465,7 +533,8 @@ torch::Tensor SequentialLoop::training_step(int64_t task, int64_t epoch, int64_t
   batch.images = images_u8;
   batch.labels = data_.train->labels().index_select(0, ids);
   if (data_.train->has_payload()) batch.payload = data_.train->payloads(ids);
-  if (st_.token_drop > 0.0) batch.keep = drop_tokens(task, epoch, step, images_u8, ids);
+  if (st_.token_drop > 0.0 && !guard_step(step_in_task) && (cfg_.train.drop_without_memory || !buffer_.empty()))
+    batch.keep = drop_tokens(task, epoch, step, images_u8, ids);
   batch.stream = derive_seed(seed(), "batch_stream", {task, epoch, step});
   const auto replay = replay_batch(task, step_in_task);
   return optimize(learner_->step_loss(task, batch, replay ? &*replay : nullptr), *optimizer_, lr);
@@ -567,7 +636,8 @@ void SequentialLoop::finetune(int64_t task, const FinetunePhase& phase) {
         batch.images = data_.train->images(fid);
         batch.labels = labels.index_select(0, fid);
         if (data_.train->has_payload()) batch.payload = data_.train->payloads(fid);
-        if (st_.token_drop > 0.0) batch.keep = drop_tokens(task, epoch, s, batch.images, fid, /*phase=*/1);
+        if (st_.token_drop > 0.0 && !guard_step(epoch * steps + s))
+          batch.keep = drop_tokens(task, epoch, s, batch.images, fid, /*phase=*/1);
       } else {
         batch.labels = torch::zeros({0}, torch::kInt64);
       }
@@ -754,7 +824,13 @@ void SequentialLoop::write_outputs(bool final) {
   if (final) {
     buffer_.save(dir_ / "buffer.safetensors");
     if (cfg_.output.save_model) {
-      learner_->save_weights(dir_ / "model.safetensors", {{"cts.class_order", fmt::format("{}", fmt::join(split_.class_order, ","))}, {"cts.config", cfg_.name}});
+      learner_->save_weights(dir_ / "model.safetensors", {{"cts.class_order", fmt::format("{}", fmt::join(split_.class_order, ","))},
+                                                         {"cts.config", cfg_.name},
+                                                         {"cts.data", cfg_.data.name},
+                                                         {"cts.train_subset", cfg_.data.train_subset},
+                                                         {"cts.subset_fraction", fmt::format("{}", cfg_.data.subset_fraction)},
+                                                         {"cts.subset_seed", std::to_string(cfg_.data.subset_seed)},
+                                                         {"cts.seed", std::to_string(cfg_.seed)}});
     }
   }
 }

@@ -45,6 +45,9 @@ struct TrainConfig {
   AutoNumber token_drop;  // auto = 1 - memory token fraction
   bool token_drop_rescale = false;
   TokenDropPolicy token_drop_policy = TokenDropPolicy::Random;
+  double full_image_share = 0.0;      // token-drop guard: share of steps or samples of new data shown whole
+  std::string full_image_unit = "samples";  // samples (that share of every batch) | steps
+  bool drop_without_memory = false;  // drop new-data tokens also while nothing is replayed (task 0; the paper: true)
   int64_t eval_batch_size = 64;
   int64_t log_every = 50;
   int64_t checkpoint_every = 0;  // steps; 0: only at task ends

@@ -25,6 +25,9 @@ struct DataConfig {
   std::string test_split = "val";
   double crop_fraction = 0.875;
   int64_t train_per_class = 0;  // 0: all
+  std::string train_subset = "all";  // all | a | b: a fixed seeded split of every class (pretraining on a, the stream on b)
+  double subset_fraction = 0.5;      // share of each class in part a
+  int64_t subset_seed = 0;           // seed of the a/b split (not the run seed)
   int64_t test_per_class = 0;   // 0: all
   int64_t num_classes = 10;     // synthetic only
   int64_t channels = 1;         // synthetic only

@@ -107,6 +107,15 @@ class SubsetDataset : public Dataset {
 // (per_class <= 0 keeps everything and returns `base` itself).
 std::shared_ptr<const Dataset> limit_per_class(std::shared_ptr<const Dataset> base, int64_t per_class, uint64_t seed);
 
+// data.train_subset: a fixed, seeded split of every class into two disjoint parts, A (the
+// first round(fraction · n_c) of a permutation of the class's samples drawn from `split_seed`
+// alone) and B (the rest), so a pretraining run on A and a continual run on B never share a
+// sample whatever their run seeds. Returns the ascending dataset indices of `part` ("a" or
+// "b"); InputError when a class would get an empty part.
+torch::Tensor train_subset_indices(const torch::Tensor& labels, int64_t num_classes, const std::string& part, double fraction, uint64_t split_seed);
+// The dataset restricted to train_subset_indices ("all": `base` itself).
+std::shared_ptr<const Dataset> train_subset(std::shared_ptr<const Dataset> base, const std::string& part, double fraction, uint64_t split_seed);
+
 // Resizes every image of an in-memory uint8 tensor [N, C, H, W] (bilinear, antialiased).
 torch::Tensor resize_images(const torch::Tensor& images, int64_t height, int64_t width);
 

@@ -15,7 +15,15 @@ struct DyToxSettings {
   std::string task_token_init = "trunc-normal";  // a new task token: trunc-normal (the original code) or copy (of the previous token)
 };
 
+// The vit-classifier learner (`classifier.*`).
+struct ClassifierSettings {
+  // Class-IL bias correction after each task from the second on: none, or weight-aligning
+  // (Zhao et al. 2020: the new classes' head rows are rescaled to the old rows' mean norm).
+  std::string bias_correction = "none";
+};
+
 struct LearnerSettings {
+  ClassifierSettings classifier;
   DyToxSettings dytox;
 };
 

@@ -37,8 +37,11 @@ MemoryFractions plan_byte_budget(const MemoryFractions& fractions, MemoryStrateg
 // seen: floor(fixed_samples / classes), or floor(floor(fixed_bytes / classes) / sample_bytes).
 int64_t fixed_class_quota(const MemoryFractions& fractions, int64_t classes, int64_t sample_bytes);
 
-// Buffer bytes of one stored sample that keeps `tokens` patch tokens.
-int64_t stored_sample_bytes(int64_t channels, int64_t patch_size, int64_t tokens, bool weights);
+// Buffer bytes of one stored sample that keeps `tokens` of the `grid_tokens` patch tokens of
+// an image: its uint8 patches, a uint16 position per token only when it keeps fewer than all
+// of them (a whole image, as a coreset stores it, needs none), uint16 count, int32 label,
+// uint16 task and an optional float32 weight (token_buffer.hpp's layout).
+int64_t stored_sample_bytes(int64_t channels, int64_t patch_size, int64_t tokens, bool weights, int64_t grid_tokens);
 
 // Share of the byte budget for a task: floor((budget − used) · task_samples / remaining_samples).
 int64_t task_byte_share(int64_t budget, int64_t used, int64_t task_samples, int64_t remaining_samples);

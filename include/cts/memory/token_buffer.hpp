@@ -7,7 +7,11 @@
 //
 // File layout (safetensors, readable from Python):
 //   patches   U8  [total_tokens, C, p, p]   kept patches, sample after sample
-//   positions U16 [total_tokens]            row-major patch index of each kept patch
+//   positions U16 [partial_tokens]          row-major patch index of each kept patch of the samples
+//                                           that keep fewer than num_tokens tokens (a whole
+//                                           sample, as a coreset keeps, stores none: its
+//                                           positions are 0 .. num_tokens-1). Files of format
+//                                           v1 hold every token's position; both load.
 //   counts    U16 [n]                       tokens kept by each sample
 //   labels    I32 [n]                       dataset class id
 //   tasks     U16 [n]                       task the sample came from
@@ -52,6 +56,8 @@ class TokenBuffer {
   bool empty() const { return size() == 0; }
   // Exact bytes of the stored tensors (= buffer.safetensors minus its header).
   int64_t bytes() const;
+  // Positions as the file stores them: those of samples keeping fewer than num_tokens() tokens.
+  torch::Tensor stored_positions() const;
   bool has_weights() const { return weights_.defined(); }
   bool has_payload() const { return !payload_.empty(); }
 
@@ -86,6 +92,7 @@ class TokenBuffer {
   static TokenBuffer load(const std::filesystem::path& path);
 
  private:
+  torch::Tensor partial_samples() const;  // bool [n]: keeps fewer than num_tokens() tokens
   int64_t channels_ = 0, image_size_ = 0, patch_size_ = 0;
   torch::Tensor patches_;    // uint8 [total, C, p, p]
   torch::Tensor positions_;  // int64 [total]

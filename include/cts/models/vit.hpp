@@ -35,7 +35,7 @@ std::vector<std::string> vit_preset_names();
 // The named preset; InputError lists the accepted names.
 ViTConfig vit_preset(const std::string& name);
 
-enum class FillMode { ZeroEmbedding, ZeroPixel, Drop };
+enum class FillMode { ZeroEmbedding, ZeroPixel, Drop, Black };
 FillMode parse_fill_mode(const std::string& name);
 const std::vector<std::string>& fill_mode_names();  // in enum order
 const char* fill_mode_name(FillMode mode);
@@ -81,6 +81,8 @@ torch::Tensor normalize_patches_u8(const torch::Tensor& patches_u8, const ViTCon
 // `patch_pos` [1, T, D], with an optional keep (token dropping / replay fills): every fill but
 // drop gives [B, T, D] and an undefined mask; drop embeds only the kept patches (as
 // embed_kept_patches). Returns the tokens and key_valid [B, K] (undefined: every token valid).
+// The normalised value of a raw-0 (black) pixel per channel, [1, C, 1, 1] like `like`.
+torch::Tensor black_pixels(const ViTConfig& cfg, const torch::Tensor& like);
 std::pair<torch::Tensor, torch::Tensor> embed_patch_tokens(PatchEmbedImpl& patch_embed, const torch::Tensor& patch_pos, const ViTConfig& cfg,
                                                            const torch::Tensor& x, const TokenKeep* keep);
 // Only the kept patches [B, K, C, p, p] at positions [B, K] (-1 padding), times `rescale`,

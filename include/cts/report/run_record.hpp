@@ -39,6 +39,9 @@ struct RunRecord {
   std::vector<std::vector<std::string>> task_classes;  // readable class names per task
   std::vector<int64_t> parameters;  // the learner's parameter count after each task done (DyTox grows)
   std::string device;
+  // Where model.weights came from (empty without weights): file, bytes, fnv1a64 of its
+  // contents, and the cts.* metadata of the run that wrote it (config, data, train_subset).
+  nlohmann::json weights = nlohmann::json::object();
 
   // Empty matrices (NaN) for `specs` over `tasks` tasks.
   void start(const std::vector<MetricSpec>& specs, int64_t tasks);

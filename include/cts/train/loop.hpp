@@ -33,6 +33,11 @@ struct RunSummary {
   bool completed = false;  // false when stopped early (checkpoint written; resume with --resume)
 };
 
+// Token-drop guard (train.full_image_share): whether step `step_in_task` (0-based) of a task
+// shows new data whole. Steps s with floor((s + 1) share) > floor(s share) are chosen, so
+// the whole steps are spread evenly and a task of n steps has floor(n share) of them.
+bool full_image_step(double share, int64_t step_in_task);
+
 // Runs the whole experiment described by `config`. InputError for bad config/data,
 // RunError for failures during the run.
 RunSummary run_experiment(const Config& config, const RunOptions& options = {});

@@ -93,6 +93,7 @@ torch::Tensor LinearProbe::features(const Batch& b) const {
   torch::Tensor kept;                                                                      // [B, T, 1] float, undefined: all
   if (b.partial()) kept = positions_to_mask(b.keep.positions.to(device_), T).to(torch::kFloat32).unsqueeze(2);
   if (kept.defined() && fill == FillMode::ZeroPixel) x = x * kept;
+  if (kept.defined() && fill == FillMode::Black) x = x * kept - (1.0 - kept);  // raw 0 normalises to -1 here
   auto e = torch::matmul(x, proj_w_.t()) + proj_b_;  // [B, T, D]
   if (kept.defined() && fill == FillMode::ZeroEmbedding) e = e * kept;
   if (kept.defined() && s != 1.0) e = e * (1.0 + (s - 1.0) * kept);

@@ -89,7 +89,7 @@ torch::Tensor ViTClassifierMemoryModel::replay_features(const TokenBuffer& buffe
 // ------------------------------------------------------------------ learner
 
 ViTClassifier::ViTClassifier(const LearnerContext& ctx)
-    : split_(ctx.split), device_(ctx.device), model_(build_model(ctx, weight_notes_)), memory_(model_, ctx.split) {
+    : split_(ctx.split), device_(ctx.device), settings_(ctx.settings.classifier), model_(build_model(ctx, weight_notes_)), memory_(model_, ctx.split) {
   const int64_t total_classes = split_.classes_per_task * split_.num_tasks();
   head_init_rows_ = init_head_rows(total_classes, model_->config().embed_dim, ctx.seed);
   {
@@ -133,6 +133,22 @@ StepLoss ViTClassifier::step_loss(int64_t task, const Batch& new_data, const Bat
                     return replay->weights.defined() ? replay_cross_entropy(z, y, replay->weights.to(device_)) : torch::cross_entropy_loss(z, y);
                   }});
   return loss;
+}
+
+double weight_align(torch::Tensor& weight, int64_t old) {
+  TORCH_CHECK(weight.dim() == 2 && old >= 0 && old <= weight.size(0), "weight_align: bad head ", weight.sizes(), " with ", old, " old rows");
+  if (old == 0 || old == weight.size(0)) return 1.0;
+  torch::NoGradGuard no_grad;
+  const auto norms = weight.detach().to(torch::kFloat64).norm(2, {1});
+  const double gamma = norms.narrow(0, 0, old).mean().item<double>() / norms.narrow(0, old, weight.size(0) - old).mean().item<double>();
+  weight.narrow(0, old, weight.size(0) - old).mul_(gamma);
+  return gamma;
+}
+
+void ViTClassifier::end_task(int64_t task) {
+  if (settings_.bias_correction != "weight-aligning" || task == 0) return;
+  const double gamma = weight_align(model_->head->weight, split_.classes_seen_after(task - 1));
+  Console::get().info("task {}: weight aligning scaled the {} new head rows by {:.4f}", task, split_.classes_per_task, gamma);
 }
 
 std::vector<TaskScores> ViTClassifier::evaluate(const Dataset& test, int64_t tasks_trained, const std::vector<int64_t>& tasks, int64_t batch_size) {

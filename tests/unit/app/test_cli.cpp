@@ -47,11 +47,13 @@ TEST(Cli, ConfigErrorsExitTwoNamingFileAndKey) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("keeps 0 of the 49 tokens"), std::string::npos) << r.output;
 
-  // Image size mismatch between data and model.
-  test::write_text(dir / "size.yaml", "data: {name: synthetic, image_size: 32}\n");
+  // Image size and channel mismatches between data and model: both in one message.
+  test::write_text(dir / "size.yaml", "data: {name: synthetic, image_size: 32, channels: 3}\n");
   r = run_cts("run " + (dir / "size.yaml").string() + " --out " + (dir / "run3").string());
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("takes 28x28 images"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("takes 1 channel(s) but synthetic images have 3"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("model.in_chans: 3"), std::string::npos) << r.output;
 }
 
 TEST(Cli, BufferInspectRejectsBadFiles) {

@@ -97,9 +97,42 @@ TEST(PaperConfigs, DyToxCifar100TenStepsOnATinyCifar100) {
   EXPECT_NE(test::read_text(dir / "run" / "log.jsonl").find("\"event\":\"finetune\""), std::string::npos);
 }
 
+// The pretraining config and the continual config that starts from its weights, on small
+// generated data in their place (same keys otherwise: the halves, the weights path).
+TEST(PaperConfigs, PretrainHalfAThenContinualHalfB) {
+  TempDir dir;
+  const std::string src = CTS_SOURCE_DIR;
+  const std::vector<std::string> small = {"data.name=synthetic", "data.train_per_class=40", "data.test_per_class=10", "train.epochs=1",
+                                          "train.batch_size=32", "threads=1", "output.progress=none"};
+  auto pre = load_config(src + "/configs/pretrain/fmnist-half-a.yaml", small);
+  EXPECT_EQ(pre.data.train_subset, "a");
+  EXPECT_EQ(pre.data.tasks, 1);
+  EXPECT_EQ(pre.memory.strategy, MemoryStrategy::None);
+  Console::get().set_quiet(true);
+  RunOptions o;
+  o.out_dir = dir / "fmnist-half-a";
+  ASSERT_TRUE(run_experiment(pre, o).completed);
+  auto sets = small;
+  sets.push_back("train.replay_batch_size=16");
+  auto cont = load_config(src + "/configs/pretrained-fmnist-half-b.yaml", sets);
+  EXPECT_EQ(cont.data.train_subset, "b");
+  EXPECT_EQ(cont.data.subset_seed, pre.data.subset_seed);
+  EXPECT_EQ(cont.data.subset_fraction, pre.data.subset_fraction);
+  EXPECT_EQ(cont.model.weights, "runs/fmnist-half-a/model.safetensors");  // where the pretraining run writes
+  cont.model.weights = (dir / "fmnist-half-a" / "model.safetensors").string();
+  RunOptions c;
+  c.out_dir = dir / "stream";
+  ASSERT_TRUE(run_experiment(cont, c).completed);
+  Console::get().set_quiet(false);
+  auto m = nlohmann::json::parse(test::read_text(dir / "stream" / "metrics.json"));
+  EXPECT_EQ(m["weights"]["train_subset"], "a");
+  EXPECT_FALSE(m["weights"].value("overlaps_stream", false));
+  EXPECT_EQ(m["memory"]["dataset_samples"].get<int64_t>(), 10 * 20);  // half B of 40 per class
+}
+
 TEST(PaperConfigs, ExperimentScriptsUseValidKeys) {
   // Every --grid / --set in the shipped scripts must be a key the config accepts with those values.
-  for (const char* script : {"table1-fmnist.sh", "fill-modes-fmnist.sh", "dytox-fmnist.sh"}) {
+  for (const char* script : {"table1-fmnist.sh", "fill-modes-fmnist.sh", "dytox-fmnist.sh", "pretrained-fmnist.sh"}) {
     const auto text = test::read_text(std::string(CTS_SOURCE_DIR) + "/configs/paper/" + script);
     std::string joined;  // the script with line continuations joined and $R / $S expanded
     for (char c : text) joined += c == '\\' ? ' ' : c;

@@ -5,7 +5,9 @@
 #include <zlib.h>
 
 #include "cts/core/error.hpp"
+#include "cts/core/rng.hpp"
 #include "cts/data/cifar.hpp"
+#include "cts/data/dataset.hpp"
 #include "cts/data/idx.hpp"
 #include "cts/data/image_codec.hpp"
 #include "cts/data/image_folder.hpp"
@@ -26,6 +28,40 @@ void write_gz(const std::filesystem::path& p, const std::string& content) {
   gzFile f = gzopen(p.c_str(), "wb");
   gzwrite(f, content.data(), unsigned(content.size()));
   gzclose(f);
+}
+
+// data.train_subset: parts a and b of every class are disjoint, cover the class, have
+// round(fraction n_c) and the rest, and depend on the split seed only.
+TEST(TrainSubset, HalvesAreDisjointAndCoverEveryClass) {
+  // Class 0: 10 samples, class 1: 7, class 2: 4, interleaved.
+  std::vector<int64_t> l;
+  for (int i = 0; i < 10; ++i) l.push_back(0);
+  for (int i = 0; i < 7; ++i) l.push_back(1);
+  for (int i = 0; i < 4; ++i) l.push_back(2);
+  auto perm = torch::randperm(int64_t(l.size()), make_generator(3, "shuffle"), torch::kInt64);
+  auto labels = torch::tensor(l, torch::kInt64).index_select(0, perm);
+  for (double fraction : {0.5, 0.3}) {
+    auto a = train_subset_indices(labels, 3, "a", fraction, 11);
+    auto b = train_subset_indices(labels, 3, "b", fraction, 11);
+    std::vector<int> seen(l.size(), 0);
+    for (int64_t i = 0; i < a.size(0); ++i) seen[size_t(a[i].item<int64_t>())] += 1;
+    for (int64_t i = 0; i < b.size(0); ++i) seen[size_t(b[i].item<int64_t>())] += 10;
+    for (size_t i = 0; i < l.size(); ++i) EXPECT_TRUE(seen[i] == 1 || seen[i] == 10) << i << ": " << seen[i];  // exactly one part
+    const std::vector<int64_t> sizes = {10, 7, 4};
+    for (int64_t c = 0; c < 3; ++c) {
+      const int64_t na = (labels.index_select(0, a) == c).sum().item<int64_t>(), nb = (labels.index_select(0, b) == c).sum().item<int64_t>();
+      EXPECT_EQ(na, std::llround(fraction * double(sizes[size_t(c)]))) << c;
+      EXPECT_EQ(na + nb, sizes[size_t(c)]) << c;
+    }
+    EXPECT_TRUE((a.narrow(0, 1, a.size(0) - 1) > a.narrow(0, 0, a.size(0) - 1)).all().item<bool>());  // ascending
+  }
+  // The split seed alone decides: the same seed the same part, another seed another part.
+  EXPECT_TRUE(torch::equal(train_subset_indices(labels, 3, "a", 0.5, 11), train_subset_indices(labels, 3, "a", 0.5, 11)));
+  EXPECT_FALSE(torch::equal(train_subset_indices(labels, 3, "a", 0.5, 11), train_subset_indices(labels, 3, "a", 0.5, 12)));
+  // A part that would be empty, an unknown part, a fraction outside (0, 1): input errors.
+  EXPECT_THROW(train_subset_indices(torch::tensor({0, 0, 1}, torch::kInt64), 2, "a", 0.5, 0), InputError);
+  EXPECT_THROW(train_subset_indices(labels, 3, "c", 0.5, 0), InputError);
+  EXPECT_THROW(train_subset_indices(labels, 3, "a", 1.0, 0), InputError);
 }
 
 TEST(Idx, ReadsRawAndGzipFiles) {

@@ -27,12 +27,16 @@ using test::TempDir;
 
 TEST(Budget, ArithmeticByHand) {
   // 1 channel, patch 4: 16 pixel bytes + 2 position bytes per token, 8 per sample (+4 weight).
-  EXPECT_EQ(stored_sample_bytes(1, 4, 5, false), 5 * 18 + 8);
-  EXPECT_EQ(stored_sample_bytes(3, 16, 196, true), 196 * (768 + 2) + 12);
+  EXPECT_EQ(stored_sample_bytes(1, 4, 5, false, 49), 5 * 18 + 8);
+  EXPECT_EQ(stored_sample_bytes(3, 16, 195, true, 196), 195 * (768 + 2) + 12);
+  // A whole sample (every token, as a coreset keeps it) stores no positions: 49 x 16 + 8 = 792
+  // bytes for a 28-px gray image, not 49 x 18 + 8 = 890.
+  EXPECT_EQ(stored_sample_bytes(1, 4, 49, false, 49), 792);
+  EXPECT_EQ(stored_sample_bytes(3, 16, 196, true, 196), 196 * 768 + 12);
   // ... and the buffer agrees.
   TokenBuffer b(1, 28, 4);
   b.add(torch::zeros({2, 1, 28, 28}, torch::kUInt8), torch::tensor({0, 1}, torch::kInt64), 0, torch::tensor({{0, 1, 2, 3, 4}, {5, 6, 7, 8, 9}}, torch::kInt64));
-  EXPECT_EQ(b.bytes(), 2 * stored_sample_bytes(1, 4, 5, false));
+  EXPECT_EQ(b.bytes(), 2 * stored_sample_bytes(1, 4, 5, false, 49));
   EXPECT_EQ(task_byte_share(1000, 0, 30, 100), 300);
   EXPECT_EQ(task_byte_share(1000, 290, 30, 70), 304);  // floor(710 · 30 / 70) = floor(304.28)
   EXPECT_EQ(task_byte_share(1000, 1000, 30, 30), 0);
@@ -140,14 +144,14 @@ TEST(Selection, ByteBudgetsAreRespectedForEveryStrategy) {
   auto model = four_class_vit();
   auto tokens = make_token_selector("random", TokenSelectorOptions{});
   auto coreset = make_sample_selector("herding");
-  const int64_t whole = stored_sample_bytes(1, 4, 49, false);  // 890
+  const int64_t whole = stored_sample_bytes(1, 4, 49, false, 49);  // 792: no positions
   struct Case {
     MemoryStrategy strategy;
     int64_t budget;
   };
   ViTClassifierMemoryModel mm(model, split);
   for (const auto& c : std::vector<Case>{{MemoryStrategy::Coreset, 10 * whole + 5},
-                                         {MemoryStrategy::CoreTokens, 71 * stored_sample_bytes(1, 4, 3, false) + 17},
+                                         {MemoryStrategy::CoreTokens, 71 * stored_sample_bytes(1, 4, 3, false, 49) + 17},
                                          {MemoryStrategy::CoreTokenset, 3000},
                                          {MemoryStrategy::CoreTokenset, 20000}}) {
     SelectionSettings st;
@@ -159,7 +163,7 @@ TEST(Selection, ByteBudgetsAreRespectedForEveryStrategy) {
     EXPECT_LE(buffer.bytes(), c.budget) << name_of(c.strategy);
     EXPECT_EQ(rep.added_bytes, buffer.bytes());
     if (c.strategy == MemoryStrategy::Coreset) {
-      EXPECT_EQ(buffer.size(), 10);  // floor((10·890 + 5) / 890)
+      EXPECT_EQ(buffer.size(), 10);  // floor((10·792 + 5) / 792)
       EXPECT_EQ(buffer.tokens(), 490);
       EXPECT_EQ(rep.per_class, (std::vector<int64_t>{5, 2, 1, 2}));  // allocate_proportional(10, sizes, true)
     } else if (c.strategy == MemoryStrategy::CoreTokens) {
@@ -173,7 +177,7 @@ TEST(Selection, ByteBudgetsAreRespectedForEveryStrategy) {
       for (const auto& t : rep.trials)
         if (t.holdout_loss < best) best = t.holdout_loss, best_t = t.tokens;
       EXPECT_EQ(rep.tokens_per_sample, best_t);
-      EXPECT_EQ(buffer.size(), std::min<int64_t>(71, c.budget / stored_sample_bytes(1, 4, best_t, false)));
+      EXPECT_EQ(buffer.size(), std::min<int64_t>(71, c.budget / stored_sample_bytes(1, 4, best_t, false, 49)));
       EXPECT_GE(buffer.size(), 4);  // one per class at least
     }
   }
@@ -344,7 +348,7 @@ TEST(Joint, SelectionKeepsVaryingTokenCountsWithinTheByteBudget) {
   st.fractions.token_fraction = 0.3;
   TokenBuffer buffer(1, 28, 4);
   auto rep = select_task_memory(mm, *data, split, 0, *coreset, *tokens, st, buffer);
-  const int64_t two_stage = (15 + 4 + 1 + 3) * stored_sample_bytes(1, 4, 15, false);  // ceil(0.3·N_c), round(0.3·49) = 15
+  const int64_t two_stage = (15 + 4 + 1 + 3) * stored_sample_bytes(1, 4, 15, false, 49);  // ceil(0.3·N_c), round(0.3·49) = 15
   EXPECT_EQ(rep.budget_bytes, two_stage);
   EXPECT_LE(buffer.bytes(), two_stage);
 }

@@ -33,6 +33,54 @@ TEST(TokenBuffer, ByteAccountingIsExact) {
   EXPECT_EQ(w.bytes(), 3 * 18 + 3 * 12);
 }
 
+// Fair bytes: a sample that keeps every token (a coreset's whole image) stores no positions;
+// the file holds the positions of the partial samples only, and loads back to the same buffer.
+TEST(TokenBuffer, WholeSamplesStoreNoPositions) {
+  TokenBuffer b(1, 8, 4);  // 4 tokens of 16 bytes
+  auto images = torch::randint(0, 256, {3, 1, 8, 8}, torch::kInt64).to(torch::kUInt8);
+  b.add(images, torch::tensor({1, 2, 3}, torch::kInt64), 0, torch::tensor({{3, 1, 0, 2}, {1, 2, -1, -1}, {0, 1, 2, 3}}, torch::kInt64));
+  // 10 tokens x 16 + 2 positions x 2 (sample 1 only) + 3 samples x 8.
+  EXPECT_EQ(b.bytes(), 10 * 16 + 2 * 2 + 3 * 8);
+  EXPECT_TRUE(torch::equal(b.stored_positions(), torch::tensor({1, 2}, torch::kInt64)));
+  TempDir dir;
+  b.save(dir / "b.safetensors");
+  EXPECT_EQ(int64_t(read_safetensors_header(dir / "b.safetensors").data_bytes), b.bytes());
+  auto f = load_safetensors(dir / "b.safetensors");
+  EXPECT_EQ(f.at("positions").numel(), 2);
+  EXPECT_EQ(f.meta("format"), "cts-token-buffer-v2");
+  auto c = TokenBuffer::load(dir / "b.safetensors");
+  EXPECT_TRUE(torch::equal(c.positions(), torch::tensor({0, 1, 2, 3, 1, 2, 0, 1, 2, 3}, torch::kInt64)));
+  EXPECT_EQ(c.bytes(), b.bytes());
+  const auto all = torch::arange(3, torch::kInt64);
+  EXPECT_TRUE(torch::equal(c.gather(all, true, false).images, b.gather(all, true, false).images));
+  EXPECT_TRUE(torch::equal(c.gather(all, true, false).images[0], images[0]));  // whole
+  // A v1 file holds every token's position, whole samples too: it loads the same.
+  save_safetensors(dir / "v1.safetensors",
+                   {{"patches", b.patches(), ""},
+                    {"positions", b.positions(), "U16"},
+                    {"counts", torch::tensor({4, 2, 4}, torch::kInt64), "U16"},
+                    {"labels", torch::tensor({1, 2, 3}, torch::kInt32), ""},
+                    {"tasks", torch::tensor({0, 0, 0}, torch::kInt64), "U16"}},
+                   {{"format", "cts-token-buffer-v1"}, {"patch_size", "4"}, {"image_size", "8"}, {"channels", "1"}, {"num_tokens", "4"}});
+  auto v1 = TokenBuffer::load(dir / "v1.safetensors");
+  EXPECT_TRUE(torch::equal(v1.positions(), c.positions()));
+  EXPECT_EQ(v1.bytes(), b.bytes());  // what the memory needs, not how the old file spelled it
+  // Any other number of positions is an error naming both accepted lengths.
+  save_safetensors(dir / "bad.safetensors",
+                   {{"patches", b.patches(), ""},
+                    {"positions", torch::tensor({1, 2, 3}, torch::kInt64), "U16"},
+                    {"counts", torch::tensor({4, 2, 4}, torch::kInt64), "U16"},
+                    {"labels", torch::tensor({1, 2, 3}, torch::kInt32), ""},
+                    {"tasks", torch::tensor({0, 0, 0}, torch::kInt64), "U16"}},
+                   {{"patch_size", "4"}, {"image_size", "8"}, {"channels", "1"}, {"num_tokens", "4"}});
+  try {
+    TokenBuffer::load(dir / "bad.safetensors");
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("positions must be [10] (every token) or [2]"), std::string::npos) << e.what();
+  }
+}
+
 TEST(TokenBuffer, GatherRebuildsKeptPatchesOnly) {
   TokenBuffer b(3, 8, 4);  // 4 tokens per image
   auto images = torch::randint(1, 256, {2, 3, 8, 8}, torch::kInt64).to(torch::kUInt8);

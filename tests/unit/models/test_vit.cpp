@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "cts/core/error.hpp"
+#include "cts/core/rng.hpp"
 #include "cts/core/safetensors.hpp"
 #include "cts/attribution/explain.hpp"
 #include "cts/models/vit.hpp"
@@ -96,7 +97,7 @@ TEST(ViT, DroppedPixelsCannotChangeTheOutput) {
   auto y = x.clone();
   // Patch 10 (row 2, col 2: pixels [8:12, 8:12]) is dropped in both samples.
   y.narrow(2, 8, 4).narrow(3, 8, 4).normal_();
-  for (auto fill : {FillMode::ZeroEmbedding, FillMode::ZeroPixel, FillMode::Drop}) {
+  for (auto fill : {FillMode::ZeroEmbedding, FillMode::ZeroPixel, FillMode::Drop, FillMode::Black}) {
     TokenKeep keep{positions, fill, 1.0};
     auto a = m->forward(x, {&keep, nullptr});
     auto b = m->forward(y, {&keep, nullptr});
@@ -107,6 +108,36 @@ TEST(ViT, DroppedPixelsCannotChangeTheOutput) {
     EXPECT_GT((c[0] - a[0]).abs().max().item<double>(), 1e-4) << fill_mode_name(fill);
     EXPECT_TRUE(torch::allclose(c[1], a[1], 0, 0)) << fill_mode_name(fill);
   }
+}
+
+// The black fill is an ordinary whole image: the kept patches, and raw pixel 0 everywhere
+// else. Built here in uint8 space (before normalisation) and run without any keep.
+TEST(ViT, BlackFillEqualsTheImageWithRawZeroPatches) {
+  auto cfg = test::tiny_vit_config();
+  cfg.mean = {0.2, 0.4, 0.6};
+  cfg.std = {0.3, 0.5, 0.7};
+  VisionTransformer m(cfg, 3);
+  m->eval();
+  torch::NoGradGuard ng;
+  auto gen = make_generator(5, "black_fill_test");
+  auto u8 = torch::randint(1, 256, {2, 3, 16, 16}, gen, torch::kInt64).to(torch::kUInt8);
+  auto positions = torch::tensor({{0, 5, 6, 15}, {1, 2, 3, -1}}, torch::kInt64);
+  auto painted = u8.clone();
+  for (int64_t b = 0; b < 2; ++b) {
+    for (int64_t t = 0; t < 16; ++t) {
+      bool kept = false;
+      for (int64_t k = 0; k < 4; ++k) kept = kept || positions[b][k].item<int64_t>() == t;
+      if (!kept) painted[b].narrow(1, (t / 4) * 4, 4).narrow(2, (t % 4) * 4, 4).zero_();
+    }
+  }
+  TokenKeep keep{positions, FillMode::Black, 1.0};
+  auto filled = m->forward(m->normalize(u8), {&keep, nullptr});
+  auto whole = m->forward(m->normalize(painted));
+  EXPECT_TRUE(torch::allclose(filled, whole, 1e-5, 1e-5)) << (filled - whole).abs().max();
+  // Not the zero-pixel fill (0 after normalisation is mid-gray, not black).
+  TokenKeep gray{positions, FillMode::ZeroPixel, 1.0};
+  EXPECT_GT((m->forward(m->normalize(u8), {&gray, nullptr}) - whole).abs().max().item<double>(), 1e-3);
+  EXPECT_EQ(parse_fill_mode("black"), FillMode::Black);
 }
 
 TEST(ViT, DropWithAllTokensEqualsFullAndPatchPathMatches) {

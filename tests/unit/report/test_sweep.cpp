@@ -76,12 +76,15 @@ TEST(Sweep, RunsResumesSkipsAndSummarises) {
     EXPECT_EQ(f[2], "done");
     auto m = nlohmann::json::parse(test::read_text(out / ("retention-" + f[0]) / ("seed-" + f[1]) / "metrics.json"));
     EXPECT_NEAR(std::stod(f[3]), m["final_average_accuracy"].get<double>(), 1e-5);
+    EXPECT_NEAR(std::stod(f[4]), m["task_il"]["final_average_accuracy"].get<double>(), 1e-5);  // task-IL next to class-IL
     sum += std::stod(f[3]);
   }
   EXPECT_GT(sum, 0.0);
   auto md = test::read_text(out / "sweep.md");
   EXPECT_NE(md.find("| 0.09 | 2 |"), std::string::npos) << md;
   EXPECT_NE(md.find("±"), std::string::npos) << md;
+  EXPECT_NE(md.find("final task-IL acc. (%)"), std::string::npos) << md;
+  EXPECT_NE(md.find("Final average task-IL accuracy (%)"), std::string::npos) << md;
 
   // Everything finished: a second call runs nothing.
   auto again = test::run_command(sweep);

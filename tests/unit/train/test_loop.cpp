@@ -6,6 +6,7 @@
 
 #include "cts/config/config.hpp"
 #include "cts/core/error.hpp"
+#include "cts/core/rng.hpp"
 #include "cts/core/safetensors.hpp"
 #include "cts/memory/token_buffer.hpp"
 #include "cts/core/console.hpp"
@@ -173,6 +174,184 @@ TEST(Loop, CumulativeAndCoresetAndDropFill) {
     if (name == "drop") EXPECT_EQ(m["memory"]["tokens"].get<int64_t>(), 360 * 10);  // round(0.2 * 49)
     EXPECT_GT(m["final_average_accuracy"].get<double>(), 0.0) << name;
   }
+  Console::get().set_quiet(false);
+}
+
+// train.full_image_share picks whole steps evenly: step s is whole when
+// floor((s + 1) share) > floor(s share).
+TEST(TokenDropGuard, FullImageStepsAreSpreadEvenly) {
+  std::vector<int64_t> whole;
+  for (int64_t s = 0; s < 12; ++s)
+    if (full_image_step(0.25, s)) whole.push_back(s);
+  EXPECT_EQ(whole, (std::vector<int64_t>{3, 7, 11}));
+  whole.clear();
+  for (int64_t s = 0; s < 10; ++s)
+    if (full_image_step(0.5, s)) whole.push_back(s);
+  EXPECT_EQ(whole, (std::vector<int64_t>{1, 3, 5, 7, 9}));
+  for (int64_t s = 0; s < 50; ++s) {
+    EXPECT_FALSE(full_image_step(0.0, s));
+    EXPECT_TRUE(full_image_step(1.0, s));
+  }
+  int64_t n = 0;
+  for (int64_t s = 0; s < 1000; ++s) n += full_image_step(0.1, s);
+  EXPECT_EQ(n, 100);
+}
+
+// The guard at share 1 shows every new sample whole: the same training as no token dropping
+// (zero-embedding multiplies kept tokens by exactly 1; the drop streams are per step, so
+// skipping them moves no other random stream). At 0.5 it is neither. Without dropping while the
+// memory is empty, the first task trains on whole images.
+TEST(TokenDropGuard, ShareOneEqualsNoDroppingAndHalfDiffers) {
+  TempDir dir;
+  Console::get().set_quiet(true);
+  auto run = [&](const std::string& name, std::vector<std::string> sets) {
+    sets.push_back("train.epochs=1");
+    RunOptions o;
+    o.out_dir = dir / name;
+    EXPECT_TRUE(run_experiment(small_config(sets), o).completed) << name;
+    return test::read_text(dir / name / "model.safetensors");  // the trained weights, byte for byte
+  };
+  const auto none = run("none", {"train.token_drop=0"});
+  EXPECT_EQ(run("samples1", {"train.full_image_share=1", "train.full_image_unit=samples"}), none);
+  EXPECT_EQ(run("steps1", {"train.full_image_share=1", "train.full_image_unit=steps"}), none);
+  const auto dropped = run("dropped", {"train.full_image_share=0"});
+  const auto half = run("half", {"train.full_image_share=0.5", "train.full_image_unit=samples"});
+  EXPECT_NE(dropped, none);
+  EXPECT_NE(half, none);
+  EXPECT_NE(half, dropped);
+  // One task: nothing is ever replayed, so drop_without_memory: false is no dropping at all.
+  EXPECT_EQ(run("nomem1", {"train.drop_without_memory=false", "data.tasks=1"}), run("none1", {"train.token_drop=0", "data.tasks=1"}));
+  EXPECT_NE(run("paper", {"train.drop_without_memory=true"}), dropped);
+  // The guard's samples share all their tokens: it cannot rescale kept tokens by 1/(1 - p).
+  EXPECT_THROW(run_experiment(small_config({"train.full_image_share=0.5", "train.full_image_unit=samples", "train.token_drop_rescale=true"}),
+                              RunOptions{dir / "rescale"}),
+               InputError);
+  Console::get().set_quiet(false);
+}
+
+// Pretraining on part a, the continual stream on part b from its weights: the run records where
+// its weights came from (file, size, the writing run's config and part), and warns when the
+// weights' part overlaps its own stream.
+TEST(Loop, PretrainOnPartAThenStreamOnPartBRecordsTheWeights) {
+  TempDir dir;
+  Console::get().set_quiet(true);
+  RunOptions pre;
+  pre.out_dir = dir / "pretrain";
+  auto pc = small_config({"data.tasks=1", "memory.strategy=none", "data.train_subset=a"});
+  pc.name = "pretrain-a";
+  ASSERT_TRUE(run_experiment(pc, pre).completed);
+  const auto weights = dir / "pretrain" / "model.safetensors";
+  auto meta = load_safetensors(weights);
+  EXPECT_EQ(meta.meta("cts.train_subset"), "a");
+  EXPECT_EQ(meta.meta("cts.config"), "pretrain-a");
+  // Part a holds half of each class: 6 classes x 30.
+  EXPECT_EQ(read_json(dir / "pretrain" / "metrics.json")["memory"]["dataset_samples"].get<int64_t>(), 180);
+  for (const std::string part : {"b", "all"}) {
+    RunOptions o;
+    o.out_dir = dir / part;
+    ASSERT_TRUE(run_experiment(small_config({"data.train_subset=" + part, "model.weights=" + weights.string(), "train.epochs=1"}), o).completed);
+    auto m = read_json(dir / part / "metrics.json");
+    ASSERT_TRUE(m.contains("weights")) << part;
+    const auto& w = m["weights"];
+    EXPECT_EQ(w["file"].get<std::string>(), std::filesystem::absolute(weights).lexically_normal().string());
+    EXPECT_EQ(w["bytes"].get<int64_t>(), int64_t(std::filesystem::file_size(weights)));
+    EXPECT_EQ(w["fnv1a64"].get<std::string>().size(), 16u);
+    EXPECT_EQ(w["config"], "pretrain-a");
+    EXPECT_EQ(w["train_subset"], "a");
+    EXPECT_EQ(w.value("overlaps_stream", false), part == "all") << part;
+    EXPECT_EQ(m["memory"]["dataset_samples"].get<int64_t>(), part == "b" ? 180 : 360);
+    EXPECT_NE(test::read_text(dir / part / "summary.md").find("training part a"), std::string::npos);
+  }
+  Console::get().set_quiet(false);
+}
+
+// The default guard on a small dataset of its own (Fashion-MNIST's idx format, written here: 10
+// classes of 24 training images, a bright 8x8 square at a class-specific place on noise): the
+// first task, where nothing is replayed yet, is learned exactly as without token dropping,
+// while the paper's recipe (drop_without_memory: true) trains it on 5 of 49 patches.
+TEST(TokenDropGuard, DefaultLearnsTheFirstTaskOfASmallDatasetAsWithoutDropping) {
+  TempDir dir;
+  auto gen = make_generator(4, "small_idx_dataset");
+  auto write = [&](const std::string& prefix, int per_class) {
+    const int n = 10 * per_class;
+    auto images = (torch::rand({n, 28, 28}, gen) * 60).to(torch::kUInt8);
+    std::vector<uint8_t> labels;
+    for (int i = 0; i < n; ++i) {
+      const int c = i % 10;
+      images[i].narrow(0, 2 + (c / 4) * 8, 8).narrow(1, 2 + (c % 4) * 6, 8).fill_(230);
+      labels.push_back(uint8_t(c));
+    }
+    auto flat = images.contiguous();
+    std::vector<uint8_t> pixels(flat.data_ptr<uint8_t>(), flat.data_ptr<uint8_t>() + flat.numel());
+    test::write_text(dir / "data" / (prefix + "-images-idx3-ubyte"), test::idx_file({uint32_t(n), 28, 28}, pixels));
+    test::write_text(dir / "data" / (prefix + "-labels-idx1-ubyte"), test::idx_file({uint32_t(n)}, labels));
+  };
+  write("train", 24);
+  write("t10k", 10);
+  Console::get().set_quiet(true);
+  auto run = [&](const std::string& name, std::vector<std::string> sets) {
+    for (const char* s : {"data.name=fashion-mnist", "data.tasks=5", "data.train_per_class=0", "data.test_per_class=0", "train.epochs=20",
+                          "train.batch_size=8", "train.warmup_steps=5", "memory.retention=0.01", "memory.fill=drop"})
+      sets.push_back(s);
+    sets.push_back("data.root=" + (dir / "data").string());
+    RunOptions o;
+    o.out_dir = dir / name;
+    EXPECT_TRUE(run_experiment(small_config(sets), o).completed) << name;
+    return read_json(dir / name / "metrics.json");
+  };
+  const auto guard = run("default", {});
+  const auto whole = run("no-drop", {"train.token_drop=0"});
+  const auto paper = run("paper", {"train.drop_without_memory=true"});
+  Console::get().set_quiet(false);
+  EXPECT_DOUBLE_EQ(guard["accuracy_matrix"][0][0].get<double>(), whole["accuracy_matrix"][0][0].get<double>());
+  EXPECT_DOUBLE_EQ(guard["task_il_accuracy_matrix"][0][1].get<double>(), whole["task_il_accuracy_matrix"][0][1].get<double>());
+  EXPECT_GT(guard["accuracy_matrix"][0][0].get<double>(), 0.9);  // the first task is learned
+  // From the second task on the guard drops tokens like the paper's recipe (and unlike no dropping).
+  EXPECT_NE(guard["accuracy_matrix"].dump(), whole["accuracy_matrix"].dump());
+  EXPECT_NE(guard["accuracy_matrix"].dump(), paper["accuracy_matrix"].dump());
+}
+
+// A warmup as long as a task is reported (console and log.jsonl), not silently run.
+TEST(Loop, WarnsWhenWarmupOutlastsATask) {
+  TempDir dir;
+  Console::get().set_quiet(true);
+  RunOptions o;
+  o.out_dir = dir / "run";
+  // 2 classes x 60 samples / batch 16 = 8 steps per epoch, 1 epoch: warmup 8 never ends.
+  ASSERT_TRUE(run_experiment(small_config({"train.warmup_steps=8", "train.epochs=1", "memory.strategy=none"}), o).completed);
+  Console::get().set_quiet(false);
+  std::istringstream log(test::read_text(dir / "run" / "log.jsonl"));
+  std::string line;
+  int warnings = 0;
+  while (std::getline(log, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j["event"] != "warning") continue;
+    ++warnings;
+    EXPECT_EQ(j["key"], "train.warmup_steps");
+    EXPECT_EQ(j["task_steps"].get<int64_t>(), 8);
+    EXPECT_NE(j["message"].get<std::string>().find("never reaches train.lr"), std::string::npos);
+  }
+  EXPECT_EQ(warnings, 1);
+}
+
+// Weight Aligning: after the last task the newest classes' head rows have the old rows' mean
+// norm (the run's saved weights, recomputed here); without it they do not.
+TEST(Loop, WeightAligningEqualisesHeadRowNorms) {
+  TempDir dir;
+  Console::get().set_quiet(true);
+  auto ratio = [&](const std::string& name, const std::string& correction) {
+    RunOptions o;
+    o.out_dir = dir / name;
+    EXPECT_TRUE(run_experiment(small_config({"classifier.bias_correction=" + correction, "train.epochs=2"}), o).completed);
+    auto w = load_safetensors(dir / name / "model.safetensors").at("head.weight").to(torch::kFloat64);
+    auto norms = w.norm(2, {1});  // 6 classes, the last task's 2 rows are the new ones
+    return norms.narrow(0, 4, 2).mean().item<double>() / norms.narrow(0, 0, 4).mean().item<double>();
+  };
+  EXPECT_NEAR(ratio("wa", "weight-aligning"), 1.0, 1e-5);
+  EXPECT_GT(std::abs(ratio("plain", "none") - 1.0), 1e-3);
+  // Only the vit-classifier has the one growing head it corrects.
+  EXPECT_THROW(run_experiment(small_config({"classifier.bias_correction=weight-aligning", "model.learner=linear-probe"}), RunOptions{dir / "lp"}),
+               InputError);
   Console::get().set_quiet(false);
 }
 

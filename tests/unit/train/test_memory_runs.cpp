@@ -163,7 +163,7 @@ TEST(CoresetConfig, ErrorsExitTwoWithWhatIsAccepted) {
            {"--set memory.budget_holdout=0.9", "memory.budget_holdout = 0.9 is out of range"},
            // 2 classes per task, 20 of 40 samples per task: one token of one sample per class needs 2 · 26 bytes.
            {"--set memory.budget_bytes=100", "memory.budget_bytes = 100 is impossible: task 0 would get 50 bytes but one token of one sample per class needs 52 bytes; accepted: memory.budget_bytes >= 104"},
-           {"--set memory.budget_bytes=1000 --set memory.strategy=coreset", "one whole sample per class needs 1780 bytes; accepted: memory.budget_bytes >= 3560"},
+           {"--set memory.budget_bytes=1000 --set memory.strategy=coreset", "one whole sample per class needs 1584 bytes; accepted: memory.budget_bytes >= 3168"},  // 2 x (784 + 8): whole samples store no positions,
            // memory.size_policy = fixed (a memory of a fixed size from the first task on).
            {"--set memory.samples=10", "memory.samples = 10 sizes a fixed memory: it needs memory.size_policy = fixed"},
            {"--set memory.size_policy=fixed", "needs exactly one of memory.samples (> 0) and memory.budget_bytes; got neither"},

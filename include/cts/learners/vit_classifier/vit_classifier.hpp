@@ -51,6 +51,7 @@ class ViTClassifier : public Learner {
 
   void begin_task(int64_t task) override;
   StepLoss step_loss(int64_t task, const Batch& new_data, const Batch* replay) override;
+  void end_task(int64_t task) override;
   std::vector<TaskScores> evaluate(const Dataset& test, int64_t tasks_trained, const std::vector<int64_t>& tasks, int64_t batch_size) override;
 
   std::map<std::string, torch::Tensor> state_tensors() const override;
@@ -78,11 +79,17 @@ class ViTClassifier : public Learner {
 
   const TaskSplit& split_;
   torch::Device device_;
+  ClassifierSettings settings_;
   std::vector<std::string> weight_notes_;
   VisionTransformer model_;
   torch::Tensor head_init_rows_;  // [all classes, D]: the seeded init of every head row (CPU)
   ViTClassifierMemoryModel memory_;
 };
+
+// Weight Aligning (Zhao et al. 2020) of a class-incremental head: rows [old, rows) of
+// `weight` [rows, D] are multiplied in place by gamma = mean_i ||w_i|| over the old rows /
+// mean_j ||w_j|| over the new rows; returns gamma (1 when either group is empty).
+double weight_align(torch::Tensor& weight, int64_t old);
 
 // The replay loss with coreset weights: Σ_b w_b · CE_b / Σ_b w_b.
 torch::Tensor replay_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets, const torch::Tensor& weights);
