@@ -5,6 +5,7 @@
 
 #include "cts/attribution/registry.hpp"
 #include "cts/core/error.hpp"
+#include "cts/core/rng.hpp"
 #include "cts/core/safetensors.hpp"
 #include "cts/memory/selection.hpp"
 #include "cts/memory/token_buffer.hpp"
@@ -292,6 +293,53 @@ TEST(Selection, RandomTokensAreBatchInvariantPermutations) {
   auto counts = torch::bincount(top_tokens(many, 5).flatten(), {}, 49).to(torch::kFloat64);
   EXPECT_NEAR(counts.mean().item<double>(), 2000.0 * 5 / 49, 1e-9);
   EXPECT_LT((counts - counts.mean()).abs().max().item<double>(), 80);  // ~204 expected, sd ~14
+}
+
+// tools/mask_probe.py on buffers written here: a planted pattern (class 0 keeps tokens 0-4,
+// class 1 tokens 20-24, each plus 2 random others) must be read from the masks alone, both the
+// label and replay-vs-new; uniformly random masks must stay near chance (the control).
+TEST(PythonTools, MaskProbeFindsPlantedPatternsAndNotRandomOnes) {
+  TempDir dir;
+  auto gen = make_generator(9, "mask_probe_test");
+  const int64_t n = 400, T = 49;
+  auto images = torch::zeros({n, 1, 28, 28}, torch::kUInt8);
+  auto labels = torch::arange(n, torch::kInt64).remainder(2);
+  auto planted = torch::empty({n, 7}, torch::kInt64), random = torch::empty({n, 7}, torch::kInt64);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t base = labels[i].item<int64_t>() == 0 ? 0 : 20;
+    auto others = torch::randperm(T - 5, gen, torch::kInt64);  // two of the tokens outside the block
+    std::vector<int64_t> row;
+    for (int64_t t = 0; t < 5; ++t) row.push_back(base + t);
+    for (int64_t j = 0, added = 0; added < 2; ++j) {
+      int64_t t = others[j].item<int64_t>();
+      t = t < base ? t : t + 5;
+      row.push_back(t), ++added;
+    }
+    planted[i] = torch::tensor(row, torch::kInt64);
+    random[i] = torch::randperm(T, gen, torch::kInt64).narrow(0, 0, 7);
+  }
+  TokenBuffer a(1, 28, 4), b(1, 28, 4);
+  a.add(images, labels, 0, planted);
+  b.add(images, labels, 0, random);
+  a.save(dir / "planted.safetensors");
+  b.save(dir / "random.safetensors");
+  auto r = test::run_command(std::string(CTS_PYTHON) + " " + test::source_dir() + "/tools/mask_probe.py " + (dir / "planted.safetensors").string() +
+                             " " + (dir / "random.safetensors").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto number_after = [&](const std::string& line, const std::string& key) {
+    const auto p = line.find(key);
+    EXPECT_NE(p, std::string::npos) << line;
+    return std::stod(line.substr(p + key.size()));
+  };
+  std::istringstream lines(r.output);
+  std::string planted_line, random_line;
+  std::getline(lines, planted_line);
+  std::getline(lines, random_line);
+  EXPECT_NE(planted_line.find("400 samples, 7.0 of 49 tokens"), std::string::npos) << planted_line;
+  EXPECT_GT(number_after(planted_line, "mask->label "), 99.0) << planted_line;
+  EXPECT_GT(number_after(planted_line, "mask->replayed-vs-new "), 90.0) << planted_line;
+  EXPECT_LT(number_after(random_line, "mask->label "), 65.0) << random_line;  // chance 50 %, 120 held-out samples
+  EXPECT_LT(number_after(random_line, "mask->replayed-vs-new "), 62.0) << random_line;
 }
 
 }  // namespace
