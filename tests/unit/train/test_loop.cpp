@@ -2,6 +2,8 @@
 // replay effect, and stop/resume giving bit-identical results.
 #include <torch/torch.h>
 
+#include <array>
+
 #include <nlohmann/json.hpp>
 
 #include "cts/config/config.hpp"
@@ -269,8 +271,9 @@ TEST(Loop, PretrainOnPartAThenStreamOnPartBRecordsTheWeights) {
 // classes of 24 training images, a bright 8x8 square at a class-specific place on noise): the
 // first task, where nothing is replayed yet, is learned exactly as without token dropping,
 // while the paper's recipe (drop_without_memory: true) trains it on 5 of 49 patches.
-TEST(TokenDropGuard, DefaultLearnsTheFirstTaskOfASmallDatasetAsWithoutDropping) {
-  TempDir dir;
+// A small dataset in Fashion-MNIST's idx format under `root`: 10 classes, a bright 8x8 square at
+// a class-specific place on dark noise.
+void write_small_idx_dataset(const std::filesystem::path& root) {
   auto gen = make_generator(4, "small_idx_dataset");
   auto write = [&](const std::string& prefix, int per_class) {
     const int n = 10 * per_class;
@@ -283,11 +286,16 @@ TEST(TokenDropGuard, DefaultLearnsTheFirstTaskOfASmallDatasetAsWithoutDropping) 
     }
     auto flat = images.contiguous();
     std::vector<uint8_t> pixels(flat.data_ptr<uint8_t>(), flat.data_ptr<uint8_t>() + flat.numel());
-    test::write_text(dir / "data" / (prefix + "-images-idx3-ubyte"), test::idx_file({uint32_t(n), 28, 28}, pixels));
-    test::write_text(dir / "data" / (prefix + "-labels-idx1-ubyte"), test::idx_file({uint32_t(n)}, labels));
+    test::write_text(root / (prefix + "-images-idx3-ubyte"), test::idx_file({uint32_t(n), 28, 28}, pixels));
+    test::write_text(root / (prefix + "-labels-idx1-ubyte"), test::idx_file({uint32_t(n)}, labels));
   };
   write("train", 24);
   write("t10k", 10);
+}
+
+TEST(TokenDropGuard, DefaultLearnsTheFirstTaskOfASmallDatasetAsWithoutDropping) {
+  TempDir dir;
+  write_small_idx_dataset(dir / "data");
   Console::get().set_quiet(true);
   auto run = [&](const std::string& name, std::vector<std::string> sets) {
     for (const char* s : {"data.name=fashion-mnist", "data.tasks=5", "data.train_per_class=0", "data.test_per_class=0", "train.epochs=20",
@@ -309,6 +317,44 @@ TEST(TokenDropGuard, DefaultLearnsTheFirstTaskOfASmallDatasetAsWithoutDropping) 
   // From the second task on the guard drops tokens like the paper's recipe (and unlike no dropping).
   EXPECT_NE(guard["accuracy_matrix"].dump(), whole["accuracy_matrix"].dump());
   EXPECT_NE(guard["accuracy_matrix"].dump(), paper["accuracy_matrix"].dump());
+}
+
+// tools/swap_test.py on a finished run: keeping all 49 tokens, A's own, B's and random positions
+// are all the whole image A, so the three rows agree, follow A about as often as the run's
+// class-IL accuracy, and the shares add up to 100 %.
+TEST(PythonTools, SwapTestWithEveryTokenIsTheWholeImage) {
+  TempDir dir;
+  write_small_idx_dataset(dir / "data");
+  Console::get().set_quiet(true);
+  RunOptions o;
+  o.out_dir = dir / "run";
+  ASSERT_TRUE(run_experiment(small_config({"data.name=fashion-mnist", "data.root=" + (dir / "data").string(), "data.tasks=5", "data.train_per_class=0",
+                                           "data.test_per_class=0", "train.epochs=4", "train.batch_size=8"}),
+                             o)
+                  .completed);
+  Console::get().set_quiet(false);
+  auto r = test::run_command(std::string(CTS_PYTHON) + " " + test::source_dir() + "/tools/swap_test.py " + (dir / "run").string() +
+                             " chefer-generic 49 60 --root " + (dir / "data").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<std::array<double, 3>> rows;
+  std::istringstream lines(r.output);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("positions:") == std::string::npos) continue;
+    std::array<double, 3> v{};
+    size_t p = 0;
+    for (int i = 0; i < 3; ++i) {
+      p = line.find_first_of("0123456789", line.find(i == 0 ? "(content)" : i == 1 ? "(pattern)" : "neither", p));
+      v[size_t(i)] = std::stod(line.substr(p));
+    }
+    rows.push_back(v);
+  }
+  ASSERT_EQ(rows.size(), 3u) << r.output;
+  for (const auto& v : rows) {
+    EXPECT_NEAR(v[0] + v[1] + v[2], 100.0, 0.15) << r.output;
+    EXPECT_EQ(v, rows[0]) << r.output;
+  }
+  // Following A is the class-IL accuracy on whole images: near the run's own (60 pairs vs 100 images).
+  EXPECT_NEAR(rows[0][0], 100 * read_json(dir / "run" / "metrics.json")["final_average_accuracy"].get<double>(), 15.0) << r.output;
 }
 
 // A warmup as long as a task is reported (console and log.jsonl), not silently run.
