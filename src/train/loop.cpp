@@ -533,7 +533,10 @@ torch::Tensor SequentialLoop::training_step(int64_t task, int64_t epoch, int64_t
   batch.images = images_u8;
   batch.labels = data_.train->labels().index_select(0, ids);
   if (data_.train->has_payload()) batch.payload = data_.train->payloads(ids);
-  if (st_.token_drop > 0.0 && !guard_step(step_in_task) && (cfg_.train.drop_without_memory || !buffer_.empty()))
+  // drop_without_memory: false holds for the rate coupled to the memory (token_drop: auto); an
+  // explicit rate (e.g. the Fig. 2 pretraining without any memory) drops from the first step.
+  const bool memory_rate = cfg_.train.token_drop.is_auto;
+  if (st_.token_drop > 0.0 && !guard_step(step_in_task) && (cfg_.train.drop_without_memory || !memory_rate || !buffer_.empty()))
     batch.keep = drop_tokens(task, epoch, step, images_u8, ids);
   batch.stream = derive_seed(seed(), "batch_stream", {task, epoch, step});
   const auto replay = replay_batch(task, step_in_task);

@@ -224,6 +224,8 @@ TEST(TokenDropGuard, ShareOneEqualsNoDroppingAndHalfDiffers) {
   // One task: nothing is ever replayed, so drop_without_memory: false is no dropping at all.
   EXPECT_EQ(run("nomem1", {"train.drop_without_memory=false", "data.tasks=1"}), run("none1", {"train.token_drop=0", "data.tasks=1"}));
   EXPECT_NE(run("paper", {"train.drop_without_memory=true"}), dropped);
+  // An explicit rate drops from the first step, also with no memory at all (Fig. 2's pretraining).
+  EXPECT_NE(run("explicit", {"memory.strategy=none", "train.token_drop=0.5"}), run("none0", {"memory.strategy=none", "train.token_drop=0"}));
   // The guard's samples share all their tokens: it cannot rescale kept tokens by 1/(1 - p).
   EXPECT_THROW(run_experiment(small_config({"train.full_image_share=0.5", "train.full_image_unit=samples", "train.token_drop_rescale=true"}),
                               RunOptions{dir / "rescale"}),
