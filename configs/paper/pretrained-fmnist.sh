@@ -9,7 +9,10 @@
 #   finetune and cumulative                        (pre-bounds, scratch-bounds)
 # Results: runs/pretrained/*/sweep.md (class-IL and task-IL) and docs/results.md. Finished runs
 # are archived in docs/results-data/pretrained/ (SAVE=1) and restored first, so a call only runs
-# what is missing. SEEDS (default 0,1,2) and PARTS (default: all six) narrow a call.
+# what is missing. SEEDS (default 0,1,2) and PARTS (default: all six) narrow a call. The 1 %
+# cells of seeds 1 and 2 that docs/results.md reports ran as their own sweeps (seeds-pre,
+# seeds-scratch: --grid memory.strategy=coreset,core-tokenset --seeds 1,2, with and without the
+# weights; archived with the rest).
 set -e
 CTS=${CTS:-build/cts}
 PY=${PY:-/usr/bin/python3}
@@ -20,7 +23,12 @@ JOBS=${JOBS:-2}
 PARTS=${PARTS:-"pre-tokenset pre-coreset scratch-tokenset scratch-coreset pre-bounds scratch-bounds"}
 W=$RUNS/fmnist-half-a/model.safetensors
 C=configs/pretrained-fmnist-half-b.yaml
-save() { for d in $PARTS fmnist-half-a; do [ ! -d "$RUNS/$d" ] || $PY tools/results_archive.py save "$RUNS/$d" "$ARCHIVE/$d"; done; }
+save() {
+  for d in $PARTS seeds-pre seeds-scratch; do [ ! -d "$RUNS/$d" ] || $PY tools/results_archive.py save "$RUNS/$d" "$ARCHIVE/$d"; done
+  # The pretraining run is a run folder, not a sweep: its records only.
+  mkdir -p "$ARCHIVE/fmnist-half-a"
+  for f in config.yaml metrics.json summary.md; do [ ! -f "$RUNS/fmnist-half-a/$f" ] || cp "$RUNS/fmnist-half-a/$f" "$ARCHIVE/fmnist-half-a/"; done
+}
 if [ -n "$ONLY_SAVE" ]; then save; exit 0; fi
 for d in $PARTS; do [ ! -d "$ARCHIVE/$d" ] || $PY tools/results_archive.py restore "$ARCHIVE/$d" "$RUNS/$d"; done
 # The pretraining run (seed 0; every continual seed starts from it). Its weights are not
