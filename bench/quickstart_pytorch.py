@@ -4,9 +4,8 @@ comparison with `cts run` (bench/quickstart_vs_pytorch.sh runs both, one after t
 The same work as cts does: Split-FashionMNIST (5 tasks of 2 classes, 12 000 training and
 2 000 test images each), vit_nano_patch4_28 (28 px, patch 4, 49 tokens, D 64, 4 blocks, 4
 heads) with a class-incremental head grown per task, 2 epochs per task at batch 128, AdamW
-(lr 1e-3, weight decay 0.05 on matrices, warmup 50 steps then cosine per task), new data whole
-in the first task and then with 5 of 49 tokens kept at random (token drop 0.9, kept tokens
-only: cts's fill `drop`; cts's default train.drop_without_memory: false), a replay
+(lr 1e-3, weight decay 0.05 on matrices, warmup 50 steps then cosine per task), new data with
+5 of 49 tokens kept at random (token drop 0.9, kept tokens only: cts's fill `drop`), a replay
 batch of 128 each step from a core tokenset memory (10 % of each class's samples at random, 5
 random tokens each, stored as uint8 patches with their positions, the buffer cycled), and
 evaluation after each task of the tasks trained and the next one (class-IL and task-IL), and
@@ -187,11 +186,8 @@ def main():
                     g["lr"] = lr
                 b = perm[s * 128: (s + 1) * 128]
                 patches = patchify(x_train[idx[b]])
-                if mem_y is None:  # nothing replayed yet (the first task): whole images, as cts's default
-                    loss = F.cross_entropy(model(patches), target[b])
-                else:
-                    keep = torch.rand(len(b), T).argsort(1)[:, :5].sort(1).values  # 5 of 49 tokens
-                    loss = F.cross_entropy(model(patches.gather(1, keep.unsqueeze(-1).expand(-1, -1, P * P)), keep), target[b])
+                keep = torch.rand(len(b), T).argsort(1)[:, :5].sort(1).values  # 5 of 49 tokens
+                loss = F.cross_entropy(model(patches.gather(1, keep.unsqueeze(-1).expand(-1, -1, P * P)), keep), target[b])
                 if mem_y is not None:
                     r = torch.randint(len(mem_y), (128,))  # (cts cycles permutations; the same amount of work)
                     rp = mem_p[r].float().div(255.0).sub(0.5).div(0.5)
