@@ -238,12 +238,12 @@ TokenBuffer TokenBuffer::load(const std::filesystem::path& path) {
     b.patches_ = patches.contiguous();
     auto pos = positions.to(torch::kInt64);
     if (positions.size(0) != total) {
-      auto full = torch::arange(b.num_tokens(), torch::kInt64).repeat({n});  // room for n whole samples
+      // Whole samples' positions are 0 .. T-1; the stored ones fill the partial samples' tokens.
+      const int64_t whole = n - partial.sum().item<int64_t>();
       auto all = torch::empty({total}, torch::kInt64);
       auto token_partial = partial.repeat_interleave(c64);
       all.masked_scatter_(token_partial, pos);
-      const int64_t whole = n - partial.sum().item<int64_t>();
-      all.masked_scatter_(token_partial.logical_not(), full.narrow(0, 0, whole * b.num_tokens()));
+      all.masked_scatter_(token_partial.logical_not(), torch::arange(b.num_tokens(), torch::kInt64).repeat({whole}));
       pos = all;
     }
     b.positions_ = pos;

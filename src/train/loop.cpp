@@ -52,10 +52,8 @@ namespace {
 nlohmann::json weights_provenance(const std::string& file, const DataConfig& data) {
   nlohmann::json w = {{"file", std::filesystem::absolute(file).lexically_normal().string()}};
   const std::string bytes = read_file(file);
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char ch : bytes) h = (h ^ ch) * 0x100000001b3ULL;
   w["bytes"] = int64_t(bytes.size());
-  w["fnv1a64"] = fmt::format("{:016x}", h);
+  w["fnv1a64"] = fmt::format("{:016x}", hash_tag(bytes));
   const auto header = read_safetensors_header(file);
   for (const auto& [key, value] : header.metadata)
     if (key.rfind("cts.", 0) == 0 && key != "cts.class_order") w[key.substr(4)] = value;
@@ -108,9 +106,14 @@ class SequentialLoop {
   OptimizerOptions optimizer_options() const;
   torch::Tensor task_order(int64_t task, int64_t epoch, int64_t n) const;
   uint64_t seed() const { return static_cast<uint64_t>(cfg_.seed); }
-  // Token-drop guard by steps: whether this step shows new data whole.
-  bool guard_step(int64_t step_in_task) const {
-    return cfg_.train.full_image_unit == "steps" && full_image_step(cfg_.train.full_image_share, step_in_task);
+  // Whether new data drops tokens at this step of a task (or of a finetuning phase): a drop
+  // rate, not a whole step of the token-drop guard (full_image_unit: steps), and, for the rate
+  // coupled to the memory (token_drop: auto), a memory to look like unless drop_without_memory.
+  // An explicit rate (e.g. the Fig. 2 pretraining without any memory) drops from the first step.
+  bool drops_new_data(int64_t step_in_task) const {
+    if (st_.token_drop <= 0.0) return false;
+    if (cfg_.train.full_image_unit == "steps" && full_image_step(cfg_.train.full_image_share, step_in_task)) return false;
+    return cfg_.train.drop_without_memory || !cfg_.train.token_drop.is_auto || !buffer_.empty();
   }
 
   Config cfg_;
@@ -533,11 +536,7 @@ torch::Tensor SequentialLoop::training_step(int64_t task, int64_t epoch, int64_t
   batch.images = images_u8;
   batch.labels = data_.train->labels().index_select(0, ids);
   if (data_.train->has_payload()) batch.payload = data_.train->payloads(ids);
-  // drop_without_memory: false holds for the rate coupled to the memory (token_drop: auto); an
-  // explicit rate (e.g. the Fig. 2 pretraining without any memory) drops from the first step.
-  const bool memory_rate = cfg_.train.token_drop.is_auto;
-  if (st_.token_drop > 0.0 && !guard_step(step_in_task) && (cfg_.train.drop_without_memory || !memory_rate || !buffer_.empty()))
-    batch.keep = drop_tokens(task, epoch, step, images_u8, ids);
+  if (drops_new_data(step_in_task)) batch.keep = drop_tokens(task, epoch, step, images_u8, ids);
   batch.stream = derive_seed(seed(), "batch_stream", {task, epoch, step});
   const auto replay = replay_batch(task, step_in_task);
   return optimize(learner_->step_loss(task, batch, replay ? &*replay : nullptr), *optimizer_, lr);
@@ -639,8 +638,7 @@ void SequentialLoop::finetune(int64_t task, const FinetunePhase& phase) {
         batch.images = data_.train->images(fid);
         batch.labels = labels.index_select(0, fid);
         if (data_.train->has_payload()) batch.payload = data_.train->payloads(fid);
-        if (st_.token_drop > 0.0 && !guard_step(epoch * steps + s))
-          batch.keep = drop_tokens(task, epoch, s, batch.images, fid, /*phase=*/1);
+        if (drops_new_data(epoch * steps + s)) batch.keep = drop_tokens(task, epoch, s, batch.images, fid, /*phase=*/1);
       } else {
         batch.labels = torch::zeros({0}, torch::kInt64);
       }
