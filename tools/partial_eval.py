@@ -7,7 +7,6 @@ Usage: /usr/bin/python3 tools/partial_eval.py RUN_DIR METHOD K [N_PER_TASK]
   final model), K kept tokens. Prints class-IL accuracy per task: full images vs partial.
 Reads Fashion-MNIST from /usr/share/datasets/fashion-mnist (the quickstart data).
 """
-import gzip
 import os
 import sys
 
@@ -18,14 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import attribution_reference as ref  # noqa: E402
 import st  # noqa: E402
 import vit_reference  # noqa: E402
-
-
-def idx(path):
-    with gzip.open(path) as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+from swap_test import idx  # noqa: E402  (the idx reader of tools/, raw or gzip)
 
 
 def main():
