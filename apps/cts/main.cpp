@@ -68,6 +68,7 @@ int cmd_run(const std::string& config_path, const std::vector<std::string>& sets
   std::signal(SIGTERM, on_signal);
   auto summary = cts::run_experiment(config, options);
   if (!summary.completed) return 130;
+  if (!summary.main_rank) return 0;
   std::cout << cts::summary_markdown(summary.record, config, cts::resolve_memory_fractions(config.memory));
   return 0;
 }

@@ -12,10 +12,13 @@
 #include <future>
 #include <optional>
 
+#include <unistd.h>
+
 #include "cts/attribution/attention_record.hpp"
 #include "cts/attribution/registry.hpp"
 #include "cts/core/console.hpp"
 #include "cts/core/crash_test.hpp"
+#include "cts/core/distributed.hpp"
 #include "cts/core/error.hpp"
 #include "cts/core/fs.hpp"
 #include "cts/core/rng.hpp"
@@ -79,6 +82,10 @@ std::string device_name(const torch::Device& d) { return d.is_cuda() ? "cuda" : 
 class SequentialLoop {
  public:
   SequentialLoop(const Config& config, const RunOptions& options) : cfg_(config), opt_(options) {}
+  ~SequentialLoop() {
+    std::error_code ec;
+    if (!scratch_.empty()) std::filesystem::remove_all(scratch_, ec);
+  }
   RunSummary run();
 
  private:
@@ -116,8 +123,33 @@ class SequentialLoop {
     return cfg_.train.drop_without_memory || !cfg_.train.token_drop.is_auto || !buffer_.empty();
   }
 
+  // log.jsonl is rank 0's (the other ranks of a data-parallel run never touch the run folder).
+  void log(const nlohmann::json& record) {
+    if (log_.is_open()) log_.append(record);
+  }
+  // Data-parallel runs: the ranks' scores of their test shards combined into the whole test
+  // set's (each score is a mean over samples: weighted by the shard's samples of each task).
+  std::vector<TaskScores> evaluate_tasks(int64_t tasks_trained);
+  // Rank 0's checkpoint (resume) on every rank: the files travel as bytes to a private folder.
+  std::optional<CheckpointData> checkpoint_everywhere(bool resuming, std::optional<CheckpointData> ck);
+  // Rank 0's buffer (and its selection's counts) on every rank after a task's selection.
+  void share_buffer(SelectionReport& rep);
+  // A rank's share of a global batch of dataset (or buffer) rows.
+  torch::Tensor local_share(const torch::Tensor& rows) const {
+    if (!dist_.active()) return rows;
+    const auto [lo, hi] = dist_.share(rows.size(0));
+    return rows.narrow(0, lo, hi - lo);
+  }
+  // The same stop decision on every rank: any rank asked to stop (agreed in the step's
+  // all-reduce, or here between tasks).
+  bool stop_agreed();
+
   Config cfg_;
   RunOptions opt_;
+  Distributed dist_;
+  std::shared_ptr<const Dataset> test_shard_;  // this rank's test samples (data-parallel runs)
+  std::filesystem::path scratch_;              // private folder for files passed between ranks
+  bool peer_stop_ = false;                     // the last step's agreed stop flag
   torch::Device device_{torch::kCPU};
   bool bf16_ = false;  // autocast forward passes (train.precision)
   std::filesystem::path dir_;
@@ -160,16 +192,34 @@ bool SequentialLoop::should_stop() {
   return opt_.stop_after_steps >= 0 && steps_this_process_ >= opt_.stop_after_steps;
 }
 
+bool SequentialLoop::stop_agreed() {
+  if (!dist_.active()) return should_stop();
+  std::vector<torch::Tensor> flag{torch::full({1}, should_stop() ? 1.0f : 0.0f)};
+  dist_.all_reduce_sum(flag);
+  return flag[0].item<float>() > 0.0f;
+}
+
 void SequentialLoop::setup() {
   st_.fractions = resolve_memory_fractions(cfg_.memory);
   configure_threads(cfg_.threads);
   device_ = choose_device(opt_.device.empty() ? cfg_.device : opt_.device);
+  const DistributedEnv denv = distributed_env_from_environment();
+  if (denv.world > 1 && device_.is_cuda() && !device_.has_index()) device_ = torch::Device(torch::kCUDA, int8_t(denv.local_rank));
+  dist_ = Distributed(denv, device_);
+  if (!dist_.is_main()) Console::get().set_quiet(true);
+  if (dist_.active()) {
+    scratch_ = std::filesystem::temp_directory_path() / fmt::format("cts-rank{}-{}", dist_.rank(), ::getpid());
+    ensure_directory(scratch_);
+  }
   bf16_ = use_bf16_autocast(cfg_.train.precision, device_);
   dir_ = run_directory(cfg_, opt_.out_dir, opt_.resume_dir);
 
   // Data and tasks.
   data_ = open_dataset(cfg_.data, vit_config(cfg_.model).patch_size, seed());
   split_ = make_task_split(data_.train->num_classes(), cfg_.data.tasks, cfg_.data.class_order, seed());
+  if (dist_.active()) {  // test sample i belongs to rank i mod world
+    test_shard_ = std::make_shared<SubsetDataset>(data_.test, torch::arange(dist_.rank(), data_.test->size(), dist_.world(), torch::kInt64));
+  }
   for (int64_t t = 0; t < split_.num_tasks(); ++t) {
     if (split_.task_indices(*data_.train, t).size(0) == 0) throw_input("data: task {} has no training samples (classes {})", t, fmt::join(split_.task_classes[size_t(t)], ", "));
   }
@@ -270,41 +320,59 @@ RunSummary SequentialLoop::run_steps() {
   run_start_ = Clock::now();
   setup();
   const bool resuming = !opt_.resume_dir.empty();
-  ensure_directory(dir_);
-  lock_ = RunFolderLock(dir_);
-  // Holding the lock: temporary files here are from a killed process, never from a writer.
-  remove_stale_temp_files(dir_);
-  remove_stale_temp_files(dir_ / "checkpoint");
   std::optional<CheckpointData> ck;
-  if (resuming) {
-    if (has_checkpoint(dir_)) ck = load_checkpoint(dir_);
-    cfg_.name = saved_config_name(dir_, cfg_.name);
-  } else {
-    if (has_checkpoint(dir_)) {
-      throw_input("{} already holds a run; continue it with --resume {} or choose another --out", dir_.string(), dir_.string());
+  nlohmann::json dropped = nlohmann::json::array();
+  if (dist_.is_main()) {
+    ensure_directory(dir_);
+    lock_ = RunFolderLock(dir_);
+    // Holding the lock: temporary files here are from a killed process, never from a writer.
+    remove_stale_temp_files(dir_);
+    remove_stale_temp_files(dir_ / "checkpoint");
+    if (resuming) {
+      if (has_checkpoint(dir_)) ck = load_checkpoint(dir_);
+      cfg_.name = saved_config_name(dir_, cfg_.name);
+    } else {
+      if (has_checkpoint(dir_)) {
+        throw_input("{} already holds a run; continue it with --resume {} or choose another --out", dir_.string(), dir_.string());
+      }
+      write_run_config(dir_, cfg_);
+      // A log left by a run that died before its first checkpoint (cts sweep restarts such
+      // runs) describes nothing that survives: the new run's log starts empty.
+      truncate_jsonl(dir_ / "log.jsonl", 0);
     }
-    write_run_config(dir_, cfg_);
-    // A log left by a run that died before its first checkpoint (cts sweep restarts such
-    // runs) describes nothing that survives: the new run's log starts empty.
-    truncate_jsonl(dir_ / "log.jsonl", 0);
   }
-  if (ck) restore(*ck);
-  // Records written after the last checkpoint describe work that is done again now.
-  const nlohmann::json dropped = resuming ? cut_log_to_checkpoint(dir_ / "log.jsonl", ck ? ck->log_bytes : 0) : nlohmann::json::array();
-  log_ = JsonlLog(dir_ / "log.jsonl");
+  if (dist_.active()) ck = checkpoint_everywhere(resuming, std::move(ck));
+  if (ck) {
+    restore(*ck);
+  } else if (dist_.active()) {
+    // Every rank starts from rank 0's initial model (the same seed gives the same one on CPU;
+    // this makes it so on any device).
+    auto tensors = learner_->state_tensors();
+    for (auto& [name, t] : tensors) {
+      auto c = t.detach().clone();
+      dist_.broadcast(c);
+      t = c;
+    }
+    learner_->load_state(learner_->state_info(), tensors);
+  }
+  if (dist_.is_main()) {
+    // Records written after the last checkpoint describe work that is done again now.
+    if (resuming) dropped = cut_log_to_checkpoint(dir_ / "log.jsonl", ck ? ck->log_bytes : 0);
+    log_ = JsonlLog(dir_ / "log.jsonl");
+  }
   auto& con = Console::get();
-  if (!cfg_.model.weights.empty() && !ck) log_.append({{"event", "weights_loaded"}, {"file", cfg_.model.weights}, {"notes", learner_->weight_notes()}});
+  if (!cfg_.model.weights.empty() && !ck) log({{"event", "weights_loaded"}, {"file", cfg_.model.weights}, {"notes", learner_->weight_notes()}});
 
   int64_t start_task = 0, start_epoch = 0, start_step = 0;
   if (resuming && !ck) {
     con.info("{} has no checkpoint yet (the run stopped before its first one): starting it from the beginning", dir_.string());
-    log_.append({{"event", "resume"}, {"task", 0}, {"epoch", 0}, {"step", 0}, {"from_start", true}, {"dropped", dropped}});
+    log({{"event", "resume"}, {"task", 0}, {"epoch", 0}, {"step", 0}, {"from_start", true}, {"dropped", dropped}});
   }
   if (ck) {
     if (ck->task_complete) start_task = ck->task + 1;
     else start_task = ck->task, start_epoch = ck->epoch, start_step = ck->step;
     con.info("resuming {} at task {} epoch {} step {}", dir_.string(), start_task, start_epoch, start_step);
-    log_.append({{"event", "resume"}, {"task", start_task}, {"epoch", start_epoch}, {"step", start_step}, {"dropped", dropped}});
+    log({{"event", "resume"}, {"task", start_task}, {"epoch", start_epoch}, {"step", start_step}, {"dropped", dropped}, {"world_size", dist_.world()}});
   } else {
     const int64_t params = learner_->parameter_count();
     con.info("run {} -> {}", cfg_.name, dir_.string());
@@ -313,14 +381,17 @@ RunSummary SequentialLoop::run_steps() {
              data_.train->shape().width);
     con.info("model {} {} ({:.2f} M parameters, {} tokens), device {}, {} threads", learner_->kind(), cfg_.model.preset, double(params) / 1e6,
              num_tokens_, device_name(device_), torch::get_num_threads());
+    if (dist_.active())
+      con.info("data-parallel: {} processes ({}), global batch {} + replay {} split over them, rank 0 writes the run folder", dist_.world(), dist_.backend(),
+               cfg_.train.batch_size, cfg_.train.replay_batch_size);
     con.info("memory {}: s = {:.4g}, k = {:.4g} (retention {:.4g}), coreset {}, tokens {}, fill {}, token drop {:.3g}", name_of(cfg_.memory.strategy),
              st_.fractions.sample_fraction, st_.fractions.token_fraction, st_.fractions.retention, cfg_.memory.coreset, cfg_.memory.tokens,
              fill_mode_name(cfg_.memory.fill), st_.token_drop);
     if (st_.token_drop > 0.0 && cfg_.train.full_image_share > 0.0)
       con.info("token-drop guard: {:.3g} of the new data's {} {} whole (train.full_image_share)", cfg_.train.full_image_share, cfg_.train.full_image_unit,
                cfg_.train.full_image_unit == "steps" ? "show it" : "are shown");
-    log_.append({{"event", "run_start"}, {"config", cfg_.name}, {"learner", learner_->kind()}, {"device", device_name(device_)},
-                 {"threads", torch::get_num_threads()}, {"parameters", params}, {"train_samples", data_.train->size()},
+    log({{"event", "run_start"}, {"config", cfg_.name}, {"learner", learner_->kind()}, {"device", device_name(device_)},
+                 {"threads", torch::get_num_threads()}, {"world_size", dist_.world()}, {"backend", dist_.backend()}, {"parameters", params}, {"train_samples", data_.train->size()},
                  {"test_samples", data_.test->size()}, {"class_order", split_.class_order}, {"sample_fraction", st_.fractions.sample_fraction},
                  {"token_fraction", st_.fractions.token_fraction}, {"token_drop", st_.token_drop}, {"full_image_share", cfg_.train.full_image_share}});
     // Small data meets large-data defaults: a warmup longer than a task never reaches train.lr.
@@ -333,12 +404,12 @@ RunSummary SequentialLoop::run_steps() {
           cfg_.train.warmup_steps, t, steps, task_samples_[size_t(t)], cfg_.train.batch_size, cfg_.train.epochs, cfg_.train.lr, steps,
           std::max<int64_t>(0, steps / 10));
       con.info("{}", text);
-      log_.append({{"event", "warning"}, {"key", "train.warmup_steps"}, {"task", t}, {"task_steps", steps}, {"message", text}});
+      log({{"event", "warning"}, {"key", "train.warmup_steps"}, {"task", t}, {"task_steps", steps}, {"message", text}});
       break;
     }
     // b_j for FWT: the initial model's scores of every metric some metric takes its FWT from.
     const auto t0 = Clock::now();
-    const auto init = learner_->evaluate(*data_.test, 0, tasks_to_evaluate(0, split_.num_tasks()), cfg_.train.eval_batch_size);
+    const auto init = evaluate_tasks(0);
     st_.record.initial_eval_seconds = seconds_since(t0);
     for (const auto& spec : st_.record.metric_specs) {
       if (spec.fwt_from.empty()) continue;
@@ -369,23 +440,24 @@ RunSummary SequentialLoop::run_steps() {
     update_memory_stats(t + 1);
     record.total_seconds = st_.seconds_before + seconds_since(run_start_);
     write_outputs(false);
-    log_.append({{"event", "task_end"}, {"task", t}, {"average_accuracy", record.metrics().final_average_accuracy}});
+    log({{"event", "task_end"}, {"task", t}, {"average_accuracy", record.metrics().final_average_accuracy}});
     checkpoint(t, 0, 0, true);
-    if (t + 1 < split_.num_tasks() && should_stop()) stopped_ = true;
+    if (t + 1 < split_.num_tasks() && stop_agreed()) stopped_ = true;
   }
 
   RunSummary summary;
   summary.dir = dir_;
+  summary.main_rank = dist_.is_main();
   if (stopped_) {
     con.info("stopped: checkpoint written; continue with: cts run --resume {}", dir_.string());
-    log_.append({{"event", "stopped"}});
+    log({{"event", "stopped"}});
     summary.record = record;
     return summary;
   }
   record.total_seconds = st_.seconds_before + seconds_since(run_start_);
   write_outputs(true);
   const auto m = record.metrics();
-  log_.append({{"event", "run_end"}, {"final_average_accuracy", m.final_average_accuracy}, {"seconds", record.total_seconds}});
+  log({{"event", "run_end"}, {"final_average_accuracy", m.final_average_accuracy}, {"seconds", record.total_seconds}});
   con.info("done in {:.1f} s: final average {} {:.2f} %, memory {} samples / {} tokens / {} bytes ({:.3f} % of the tokens)", record.total_seconds,
            record.primary().title, 100.0 * m.final_average_accuracy, record.memory.samples, record.memory.tokens, record.memory.bytes,
            100.0 * record.memory.fraction());
@@ -433,7 +505,7 @@ void SequentialLoop::train_task(int64_t task, int64_t start_epoch, int64_t start
     // asynchronous) while the current step runs.
     const bool pin = device_.is_cuda();
     auto load = [&, pin](int64_t s) {
-      auto imgs = data_.train->images(batch_ids(s));
+      auto imgs = data_.train->images(local_share(batch_ids(s)));
       return pin ? imgs.pin_memory() : imgs;
     };
     if (!in_memory && first < steps_per_epoch) next = std::async(std::launch::async, load, first);
@@ -441,11 +513,19 @@ void SequentialLoop::train_task(int64_t task, int64_t start_epoch, int64_t start
     auto mean_loss = [&](size_t i) { return st_.loss_count ? st_.loss_sums[i] / double(st_.loss_count) : 0.0; };
     for (int64_t s = first; s < steps_per_epoch; ++s) {
       const auto ids = batch_ids(s);
-      torch::Tensor images = in_memory ? data_.train->images(ids) : next.get();
+      torch::Tensor images = in_memory ? data_.train->images(local_share(ids)) : next.get();
       if (!in_memory && s + 1 < steps_per_epoch) next = std::async(std::launch::async, load, s + 1);
       const int64_t step_in_task = epoch * steps_per_epoch + s;
       const double lr = scheduled_lr(cfg_.train.schedule, cfg_.train.lr, cfg_.train.min_lr, cfg_.train.warmup_steps, step_in_task, total);
-      st_.loss_acc += training_step(task, epoch, s, step_in_task, images, ids, lr);
+      try {
+        st_.loss_acc += training_step(task, epoch, s, step_in_task, images, ids, lr);
+      } catch (const DistributedError&) {
+        // A rank stopped: rank 0 keeps what is done (this step not taken) for --resume.
+        timing.train_seconds += seconds_since(t0);
+        checkpoint(task, epoch, s, false);
+        con.progress_end("");
+        throw;
+      }
       ++st_.loss_acc_steps;
       ++steps_this_process_;
       ++global_step_;
@@ -465,7 +545,7 @@ void SequentialLoop::train_task(int64_t task, int64_t start_epoch, int64_t start
         status += fmt::format("lr {:.2e}", lr);
       }
       con.progress_update(s + 1, status);
-      const bool stop = should_stop();
+      const bool stop = dist_.active() ? peer_stop_ : should_stop();
       if (stop || (cfg_.train.checkpoint_every > 0 && global_step_ % cfg_.train.checkpoint_every == 0 && s + 1 < steps_per_epoch)) {
         timing.train_seconds += seconds_since(t0);
         const bool epoch_done = s + 1 == steps_per_epoch;
@@ -484,14 +564,17 @@ void SequentialLoop::train_task(int64_t task, int64_t start_epoch, int64_t start
     nlohmann::json event = {{"event", "epoch"}, {"task", task}, {"epoch", epoch}, {"steps", steps_per_epoch}, {"seconds", secs},
                             {"samples_per_second", secs > 0 ? double(n) / secs : 0.0}};
     for (size_t i = 0; i < loss_terms_.size(); ++i) event["loss_" + loss_terms_[i]] = mean_loss(i);
-    log_.append(event);
+    log(event);
   }
 }
 
 // Which tokens of each new-data sample survive this step.
 TokenKeep SequentialLoop::drop_tokens(int64_t task, int64_t epoch, int64_t step, const torch::Tensor& images_u8, const torch::Tensor& ids,
                                       int64_t phase) {
-  const int64_t B = images_u8.size(0);
+  // Drawn for the whole (global) batch of `ids`; a data-parallel rank keeps its share's rows
+  // (`images_u8` holds only those), so the choices do not depend on the number of ranks.
+  const int64_t B = ids.size(0);
+  const auto [lo, hi] = dist_.active() ? dist_.share(B) : std::pair<int64_t, int64_t>{0, B};
   const int64_t kept = tokens_kept(1.0 - st_.token_drop, num_tokens_);
   // Joint selection keeps 1..T tokens per memory sample. New data then keeps a count drawn
   // from the memory's own counts, so sequence length (drop fill) or the number of filled
@@ -512,17 +595,19 @@ TokenKeep SequentialLoop::drop_tokens(int64_t task, int64_t epoch, int64_t step,
       counts.narrow(0, 0, whole).fill_(num_tokens_);
     }
   }
+  if (counts.defined()) counts = counts.narrow(0, lo, hi - lo);
   auto choose = [&](const torch::Tensor& scores, const torch::Tensor& tie_keys) {
     return counts.defined() ? top_tokens(scores, counts, tie_keys) : top_tokens(scores, kept, tie_keys);
   };
   TokenKeep keep;
   if (cfg_.train.token_drop_policy == TokenDropPolicy::MemoryTokens) {
     // The tokens the memory's selector would keep, scored by the current model.
-    auto rel = sample_relevance(*learner_, *token_selector_, *data_.train, ids, images_u8, cfg_.memory.target);
-    keep.positions = choose(rel, token_tie_keys(ids, num_tokens_, seed()));
+    const auto mine = ids.narrow(0, lo, hi - lo);
+    auto rel = sample_relevance(*learner_, *token_selector_, *data_.train, mine, images_u8, cfg_.memory.target);
+    keep.positions = choose(rel, token_tie_keys(mine, num_tokens_, seed()));
   } else {
     auto gen = phase ? make_generator(seed(), "finetune_token_drop", {task, epoch, step}) : make_generator(seed(), "token_drop", {task, epoch, step});
-    keep.positions = choose(torch::rand({B, num_tokens_}, gen), torch::Tensor());
+    keep.positions = choose(torch::rand({B, num_tokens_}, gen).narrow(0, lo, hi - lo), torch::Tensor());
   }
   keep.fill = cfg_.memory.fill;
   keep.rescale = cfg_.train.token_drop_rescale ? 1.0 / (1.0 - st_.token_drop) : 1.0;
@@ -533,9 +618,11 @@ torch::Tensor SequentialLoop::training_step(int64_t task, int64_t epoch, int64_t
                                             const torch::Tensor& ids, double lr) {
   optimizer_->zero_grad();
   Batch batch;
+  const auto mine = local_share(ids);  // `images_u8` are this rank's share of the batch `ids`
   batch.images = images_u8;
-  batch.labels = data_.train->labels().index_select(0, ids);
-  if (data_.train->has_payload()) batch.payload = data_.train->payloads(ids);
+  batch.labels = data_.train->labels().index_select(0, mine);
+  if (data_.train->has_payload()) batch.payload = data_.train->payloads(mine);
+  if (dist_.active()) batch.global_size = ids.size(0);
   if (drops_new_data(step_in_task)) batch.keep = drop_tokens(task, epoch, step, images_u8, ids);
   batch.stream = derive_seed(seed(), "batch_stream", {task, epoch, step});
   const auto replay = replay_batch(task, step_in_task);
@@ -579,6 +666,35 @@ torch::Tensor SequentialLoop::optimize(const StepLoss& terms, Optimizer& optimiz
     any = any || v.defined();
     parts.push_back(v.defined() ? v.to(torch::kFloat64) : torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_)));
   }
+  if (dist_.active()) {
+    // Data-parallel: each rank's terms are its share's sums over the global batch sizes
+    // (Batch::mean_of), so the sum over ranks of gradients and loss values is the global
+    // batch's. One all-reduce (bucketed) carries the gradients, which parameters have one,
+    // which terms were computed, and whether any rank asked to stop.
+    const int64_t P = int64_t(inputs.size()), T = int64_t(parts.size());
+    auto flags = torch::zeros({P + T + 1}, torch::kFloat32);
+    auto fl = flags.accessor<float, 1>();
+    std::vector<torch::Tensor> bufs;
+    for (int64_t i = 0; i < P; ++i) {
+      const auto& g = inputs[size_t(i)].grad();
+      fl[i] = g.defined() ? 1.0f : 0.0f;
+      bufs.push_back(g.defined() ? g : torch::zeros_like(inputs[size_t(i)]));
+    }
+    for (int64_t k = 0; k < T; ++k) fl[P + k] = values[size_t(k)].defined() ? 1.0f : 0.0f;
+    fl[P + T] = should_stop() ? 1.0f : 0.0f;
+    bufs.push_back(torch::stack(parts));
+    bufs.push_back(flags);
+    dist_.all_reduce_sum(bufs);
+    for (int64_t i = 0; i < P; ++i) {
+      auto& g = inputs[size_t(i)].mutable_grad();
+      if (fl[i] == 0.0f) g = torch::Tensor();
+      else if (!g.defined()) g = bufs[size_t(i)];
+    }
+    any = false;
+    for (int64_t k = 0; k < T; ++k) any = any || fl[P + k] > 0.0f;
+    peer_stop_ = fl[P + T] > 0.0f;
+    parts = bufs[size_t(P)].unbind(0);
+  }
   if (!any) throw_run("learner {} returned no loss", learner_->kind());
   if (cfg_.train.grad_clip > 0) clip_grad_norm(inputs, cfg_.train.grad_clip);
   optimizer.step(lr);
@@ -598,7 +714,7 @@ void SequentialLoop::finetune(int64_t task, const FinetunePhase& phase) {
     per_class[buffer_.labels()[i].item<int64_t>()]++;
   }
   if (phase.epochs <= 0 || memory_rows.empty()) {
-    log_.append({{"event", "finetune"}, {"task", task}, {"skipped", memory_rows.empty() ? "no memory samples of earlier tasks" : "0 epochs"}});
+    log({{"event", "finetune"}, {"task", task}, {"skipped", memory_rows.empty() ? "no memory samples of earlier tasks" : "0 epochs"}});
     return;
   }
   const int64_t quota = std::max<int64_t>(1, std::llround(double(memory_rows.size()) / double(per_class.size())));
@@ -633,18 +749,33 @@ void SequentialLoop::finetune(int64_t task, const FinetunePhase& phase) {
       optimizer.zero_grad();
       Batch batch;
       batch.stream = derive_seed(seed(), "finetune_batch_stream", {task, epoch, s});
+      // A data-parallel rank takes its share of the batch's new samples and of its memory rows.
+      batch.labels = torch::zeros({0}, torch::kInt64);
       if (!fresh.empty()) {
         auto fid = torch::tensor(fresh, torch::kInt64);
-        batch.images = data_.train->images(fid);
-        batch.labels = labels.index_select(0, fid);
-        if (data_.train->has_payload()) batch.payload = data_.train->payloads(fid);
-        if (drops_new_data(epoch * steps + s)) batch.keep = drop_tokens(task, epoch, s, batch.images, fid, /*phase=*/1);
-      } else {
-        batch.labels = torch::zeros({0}, torch::kInt64);
+        const auto mine = local_share(fid);
+        if (dist_.active()) batch.global_size = fid.size(0);
+        if (mine.size(0) > 0) {
+          batch.images = data_.train->images(mine);
+          batch.labels = labels.index_select(0, mine);
+          if (data_.train->has_payload()) batch.payload = data_.train->payloads(mine);
+          if (drops_new_data(epoch * steps + s)) batch.keep = drop_tokens(task, epoch, s, batch.images, fid, /*phase=*/1);
+        }
       }
       std::optional<Batch> memory;
       if (!mem.empty()) {
-        memory = buffer_batch(torch::tensor(mem, torch::kInt64));
+        const auto rows = torch::tensor(mem, torch::kInt64);
+        const auto mine = local_share(rows);
+        if (mine.size(0) > 0) {
+          memory = buffer_batch(mine);
+        } else {
+          memory = Batch{};
+          memory->labels = torch::zeros({0}, torch::kInt64);
+        }
+        if (dist_.active()) {
+          memory->global_size = rows.size(0);
+          if (memory->weights.defined()) memory->global_weight_sum = buffer_.weights().index_select(0, rows).sum().item<double>();
+        }
         memory->stream = batch.stream ^ 0x9e3779b97f4a7c15ULL;
       }
       auto losses = optimize(learner_->finetune_loss(task, batch, memory ? &*memory : nullptr), optimizer, phase.lr).to(torch::kCPU);
@@ -661,7 +792,7 @@ void SequentialLoop::finetune(int64_t task, const FinetunePhase& phase) {
   nlohmann::json event = {{"event", "finetune"}, {"task", task}, {"epochs", phase.epochs}, {"lr", phase.lr}, {"memory_samples", M},
                           {"new_samples", int64_t(new_ids.size())}, {"steps", steps * phase.epochs}, {"seconds", secs}};
   for (size_t i = 0; i < loss_terms_.size(); ++i) event["loss_" + loss_terms_[i]] = count ? sums[i] / double(count) : 0.0;
-  log_.append(event);
+  log(event);
   con.info("task {} finetuned: {} epochs on {} memory + {} new samples ({:.1f} s)", task, phase.epochs, M, new_ids.size(), secs);
 }
 
@@ -686,15 +817,19 @@ std::optional<Batch> SequentialLoop::replay_batch(int64_t task, int64_t step_in_
     picks.push_back(perm.data_ptr<int64_t>()[q % n]);
   }
   auto idx = torch::tensor(picks, torch::kInt64);
+  const auto mine = local_share(idx);  // a data-parallel rank's share of the replay batch
   Batch b;
   if (cumulative) {
-    auto ds = st_.cumulative_indices.index_select(0, idx);
+    auto ds = st_.cumulative_indices.index_select(0, mine);
     b.images = data_.train->images(ds);
     b.labels = data_.train->labels().index_select(0, ds);
     if (data_.train->has_payload()) b.payload = data_.train->payloads(ds);
-    return b;
+  } else {
+    b = buffer_batch(mine);
+    if (dist_.active() && b.weights.defined()) b.global_weight_sum = buffer_.weights().index_select(0, idx).sum().item<double>();
   }
-  return buffer_batch(idx);
+  if (dist_.active()) b.global_size = R;
+  return b;
 }
 
 Batch SequentialLoop::buffer_batch(const torch::Tensor& rows) const {
@@ -718,7 +853,7 @@ void SequentialLoop::evaluate(int64_t task) {
   std::vector<TaskScores> scores;
   {
     AutocastScope amp(device_, bf16_);
-    scores = learner_->evaluate(*data_.test, task + 1, tasks_to_evaluate(task + 1, split_.num_tasks()), cfg_.train.eval_batch_size);
+    scores = evaluate_tasks(task + 1);
   }
   auto& record = st_.record;
   record.set_row(task, scores);
@@ -748,7 +883,82 @@ void SequentialLoop::evaluate(int64_t task) {
     by_metric[spec.name] = values;
   }
   event["scores"] = by_metric;
-  log_.append(event);
+  log(event);
+}
+
+std::vector<TaskScores> SequentialLoop::evaluate_tasks(int64_t tasks_trained) {
+  const auto tasks = tasks_to_evaluate(tasks_trained, split_.num_tasks());
+  if (!dist_.active()) return learner_->evaluate(*data_.test, tasks_trained, tasks, cfg_.train.eval_batch_size);
+  auto scores = learner_->evaluate(*test_shard_, tasks_trained, tasks, cfg_.train.eval_batch_size);
+  const auto& specs = st_.record.metric_specs;
+  const int64_t T = split_.num_tasks(), M = int64_t(specs.size());
+  // [task, metric]: Σ samples · score and Σ samples over the ranks whose score is defined.
+  auto sums = torch::zeros({T, M, 2}, torch::kFloat64);
+  auto a = sums.accessor<double, 3>();
+  for (int64_t j = 0; j < T && j < int64_t(scores.size()); ++j) {
+    const double n = double(split_.task_indices(*test_shard_, j).size(0));
+    for (int64_t m = 0; m < M; ++m) {
+      const auto it = scores[size_t(j)].find(specs[size_t(m)].name);
+      if (n == 0.0 || it == scores[size_t(j)].end() || !std::isfinite(it->second)) continue;
+      a[j][m][0] = n * it->second;
+      a[j][m][1] = n;
+    }
+  }
+  std::vector<torch::Tensor> buf{sums};
+  dist_.all_reduce_sum(buf);
+  std::vector<TaskScores> out(static_cast<size_t>(T));
+  for (int64_t j = 0; j < T; ++j)
+    for (int64_t m = 0; m < M; ++m) out[size_t(j)][specs[size_t(m)].name] = a[j][m][1] > 0 ? a[j][m][0] / a[j][m][1] : NAN;
+  return out;
+}
+
+std::optional<CheckpointData> SequentialLoop::checkpoint_everywhere(bool resuming, std::optional<CheckpointData> ck) {
+  nlohmann::json head = nlohmann::json::object();
+  std::string state, buffer;
+  const auto dir = dir_ / "checkpoint";
+  if (dist_.is_main()) {
+    head["name"] = cfg_.name;
+    head["checkpoint"] = ck.has_value();
+    if (ck) {
+      head["manifest"] = nlohmann::json::parse(read_file(dir / "checkpoint.json"));
+      state = read_file(dir / head["manifest"].at("state").get<std::string>());
+      buffer = read_file(dir / head["manifest"].at("buffer").get<std::string>());
+    }
+  }
+  head = nlohmann::json::parse(dist_.broadcast_bytes(head.dump()));
+  state = dist_.broadcast_bytes(state);
+  buffer = dist_.broadcast_bytes(buffer);
+  if (dist_.is_main()) return ck;
+  cfg_.name = head.at("name").get<std::string>();
+  if (!head.at("checkpoint").get<bool>()) {
+    if (resuming) Console::get().info("rank {}: no checkpoint on rank 0", dist_.rank());
+    return std::nullopt;
+  }
+  // The other ranks read rank 0's files from their own scratch folder, never from the run folder.
+  const auto mine = scratch_ / "checkpoint";
+  ensure_directory(mine);
+  write_file_atomic(mine / head["manifest"].at("state").get<std::string>(), state);
+  write_file_atomic(mine / head["manifest"].at("buffer").get<std::string>(), buffer);
+  write_file_atomic(mine / "checkpoint.json", head["manifest"].dump());
+  return load_checkpoint(scratch_);
+}
+
+void SequentialLoop::share_buffer(SelectionReport& rep) {
+  const auto file = scratch_ / "buffer.safetensors";
+  nlohmann::json head = nlohmann::json::object();
+  std::string bytes;
+  if (dist_.is_main()) {
+    buffer_.save(file);
+    bytes = read_file(file);
+    head = {{"samples", rep.samples}, {"tokens", rep.tokens}};
+  }
+  head = nlohmann::json::parse(dist_.broadcast_bytes(head.dump()));
+  bytes = dist_.broadcast_bytes(bytes);
+  if (dist_.is_main()) return;
+  write_file_atomic(file, bytes);
+  buffer_ = TokenBuffer::load(file);
+  rep.samples = head.at("samples").get<int64_t>();
+  rep.tokens = head.at("tokens").get<int64_t>();
 }
 
 void SequentialLoop::select_memory(int64_t task) {
@@ -767,7 +977,10 @@ void SequentialLoop::select_memory(int64_t task) {
     for (size_t u = size_t(task); u < task_samples_.size(); ++u) remaining += task_samples_[u];
     settings.budget_bytes = task_byte_share(*st_.fractions.budget_bytes, buffer_.bytes(), task_samples_[size_t(task)], remaining);
   }
-  auto rep = select_task_memory(*learner_, *data_.train, split_, task, *coreset_, *token_selector_, settings, buffer_);
+  // Rank 0 selects; the other ranks of a data-parallel run get its buffer (the same on every rank).
+  SelectionReport rep;
+  if (dist_.is_main()) rep = select_task_memory(*learner_, *data_.train, split_, task, *coreset_, *token_selector_, settings, buffer_);
+  if (dist_.active()) share_buffer(rep);
   if (crash_points_enabled()) crash_point("selection");
   const double secs = seconds_since(t0);
   timing.selection_seconds = secs;
@@ -777,7 +990,7 @@ void SequentialLoop::select_memory(int64_t task) {
   nlohmann::json trials = nlohmann::json::array();
   for (const auto& t : rep.trials)
     trials.push_back({{"tokens", t.tokens}, {"samples", t.samples}, {"bytes", t.bytes}, {"holdout_loss", t.holdout_loss}});
-  log_.append({{"event", "selection"}, {"task", task}, {"samples", rep.samples}, {"tokens", rep.tokens}, {"per_class", rep.per_class},
+  log({{"event", "selection"}, {"task", task}, {"samples", rep.samples}, {"tokens", rep.tokens}, {"per_class", rep.per_class},
                {"buffer_samples", buffer_.size()}, {"buffer_tokens", buffer_.tokens()}, {"buffer_bytes", buffer_.bytes()},
                {"added_bytes", rep.added_bytes}, {"budget_bytes", rep.budget_bytes}, {"tokens_per_sample", rep.tokens_per_sample},
                {"split_trials", trials}, {"split_seconds", rep.split_seconds},
@@ -820,6 +1033,7 @@ void SequentialLoop::update_memory_stats(int64_t tasks_done) {
 }
 
 void SequentialLoop::write_outputs(bool final) {
+  if (!dist_.is_main()) return;
   write_file_atomic(dir_ / "metrics.json", metrics_json(st_.record, st_.fractions).dump(2) + "\n");
   write_file_atomic(dir_ / "summary.md", summary_markdown(st_.record, cfg_, st_.fractions));
   if (final) {
@@ -837,6 +1051,7 @@ void SequentialLoop::write_outputs(bool final) {
 }
 
 void SequentialLoop::checkpoint(int64_t task, int64_t epoch, int64_t step, bool task_complete) {
+  if (!dist_.is_main()) return;
   CheckpointData d;
   d.task = task;
   d.epoch = epoch;
@@ -849,7 +1064,7 @@ void SequentialLoop::checkpoint(int64_t task, int64_t epoch, int64_t step, bool 
   save_loop_state(st_, cfg_, st_.seconds_before + seconds_since(run_start_), d);
   // The record goes in first and the checkpoint remembers the log's size with it: a resume
   // cuts the log back to exactly this point.
-  log_.append({{"event", "checkpoint"}, {"task", task}, {"epoch", epoch}, {"step", step}, {"task_complete", task_complete}});
+  log({{"event", "checkpoint"}, {"task", task}, {"epoch", epoch}, {"step", step}, {"task_complete", task_complete}});
   d.log_bytes = static_cast<int64_t>(log_.size());
   save_checkpoint(dir_, d, [&](const std::filesystem::path& p) { buffer_.save(p); });
 }

@@ -52,8 +52,27 @@ struct Batch {
   Payload payload;        // per-sample integer data (may be empty)
   torch::Tensor weights;  // float [B] replay loss weights (memory.use_weights); undefined = unweighted
   uint64_t stream = 0;    // a seed for this batch's random choices in the learner (augmentation), from the run seed and the step
+  // Data-parallel runs (core/distributed.hpp): this process's share of a global batch of
+  // `global_size` samples whose weights sum to `global_weight_sum`; the loop sums the ranks'
+  // gradients, so a loss that is a mean over the batch divides by the global size (mean_of).
+  // -1: not sharded (a single process).
+  int64_t global_size = -1;
+  double global_weight_sum = -1.0;
   int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
   bool partial() const { return keep.positions.defined(); }
+  bool sharded() const { return global_size >= 0; }
+  // Samples of the whole batch (all ranks).
+  int64_t total_size() const { return sharded() ? global_size : size(); }
+  // The batch mean of per-sample values [B] (float): their mean, or, for a rank's share, their
+  // sum over the global size (the ranks' parts add up to the global mean).
+  torch::Tensor mean_of(const torch::Tensor& per_sample) const {
+    return sharded() ? per_sample.sum() / double(std::max<int64_t>(global_size, 1)) : per_sample.mean();
+  }
+  // Σ w·v / Σ w over the whole batch (`w` = this share's weights on the values' device).
+  torch::Tensor weighted_mean_of(const torch::Tensor& per_sample, const torch::Tensor& w) const {
+    auto num = (per_sample * w.to(per_sample.dtype())).sum();
+    return sharded() ? num / std::max(global_weight_sum, 1e-12) : num / w.sum().to(per_sample.dtype()).clamp_min(1e-12);
+  }
 };
 
 // One named term of a step's loss, computed when the loop calls `compute` (an undefined tensor

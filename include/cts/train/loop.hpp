@@ -31,6 +31,7 @@ struct RunSummary {
   std::filesystem::path dir;
   RunRecord record;
   bool completed = false;  // false when stopped early (checkpoint written; resume with --resume)
+  bool main_rank = true;   // false on the ranks > 0 of a data-parallel run (they write nothing)
 };
 
 // Token-drop guard (train.full_image_share): whether step `step_in_task` (0-based) of a task

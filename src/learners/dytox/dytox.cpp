@@ -167,7 +167,7 @@ torch::Tensor DyTox::part_loss(int64_t task, const Batch& b, int64_t total, bool
 }
 
 StepLoss DyTox::step_loss(int64_t task, const Batch& new_data, const Batch* replay) {
-  const int64_t total = new_data.size() + (replay ? replay->size() : 0);
+  const int64_t total = new_data.total_size() + (replay ? replay->total_size() : 0);
   StepLoss loss;
   loss.push_back({"new", [this, task, &new_data, total] { return part_loss(task, new_data, total, false, /*mix=*/true); }});
   loss.push_back({"replay", [this, task, replay, total] { return replay ? part_loss(task, *replay, total, false, false) : torch::Tensor(); }});
@@ -185,7 +185,7 @@ void DyTox::begin_finetune(int64_t) {
 }
 
 StepLoss DyTox::finetune_loss(int64_t task, const Batch& new_data, const Batch* memory) {
-  const int64_t total = new_data.size() + (memory ? memory->size() : 0);
+  const int64_t total = new_data.total_size() + (memory ? memory->total_size() : 0);
   StepLoss loss;
   loss.push_back({"new", [this, task, &new_data, total] { return part_loss(task, new_data, total, true, /*mix=*/true); }});
   loss.push_back({"replay", [this, task, memory, total] { return memory ? part_loss(task, *memory, total, true, false) : torch::Tensor(); }});

@@ -107,14 +107,17 @@ torch::Tensor LinearProbe::head_logits(const torch::Tensor& f) const { return to
 StepLoss LinearProbe::step_loss(int64_t task, const Batch& new_data, const Batch* replay) {
   StepLoss loss;
   loss.push_back({"new", [this, &new_data] {
-                    return torch::cross_entropy_loss(head_logits(features(new_data)), split_.map_labels(new_data.labels).to(device_));
+                    if (new_data.size() == 0) return torch::Tensor();
+                    auto y = split_.map_labels(new_data.labels).to(device_);
+                    auto z = head_logits(features(new_data));
+                    if (new_data.sharded()) return new_data.mean_of(torch::cross_entropy_loss(z, y, {}, torch::Reduction::None));
+                    return torch::cross_entropy_loss(z, y);
                   }});
   loss.push_back({"replay", [this, replay] {
-                    if (!replay) return torch::Tensor();
+                    if (!replay || replay->size() == 0) return torch::Tensor();
                     auto y = split_.map_labels(replay->labels).to(device_);
                     auto ce = torch::cross_entropy_loss(head_logits(features(*replay)), y, {}, torch::Reduction::None);
-                    return replay->weights.defined() ? (ce * replay->weights.to(device_)).sum() / replay->weights.to(device_).sum().clamp_min(1e-12)
-                                                     : ce.mean();
+                    return replay->weights.defined() ? replay->weighted_mean_of(ce, replay->weights.to(device_)) : replay->mean_of(ce);
                   }});
   return loss;
 }

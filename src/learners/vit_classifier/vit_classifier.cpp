@@ -125,12 +125,21 @@ torch::Tensor ViTClassifier::logits(const Batch& b) {
 
 StepLoss ViTClassifier::step_loss(int64_t task, const Batch& new_data, const Batch* replay) {
   StepLoss loss;
-  loss.push_back({"new", [this, &new_data] { return torch::cross_entropy_loss(logits(new_data), split_.map_labels(new_data.labels).to(device_)); }});
-  loss.push_back({"replay", [this, replay] {
-                    if (!replay) return torch::Tensor();
-                    auto y = split_.map_labels(replay->labels).to(device_);
-                    auto z = logits(*replay);
-                    return replay->weights.defined() ? replay_cross_entropy(z, y, replay->weights.to(device_)) : torch::cross_entropy_loss(z, y);
+  // A rank's share of a data-parallel batch: per-sample losses over the global batch (mean_of).
+  auto ce = [](const Batch& b, const torch::Tensor& z, const torch::Tensor& y) {
+    if (b.weights.defined()) {
+      if (!b.sharded()) return replay_cross_entropy(z, y, b.weights.to(z.device()));
+      return b.weighted_mean_of(torch::cross_entropy_loss(z, y, {}, torch::Reduction::None), b.weights.to(z.device()));
+    }
+    return b.sharded() ? b.mean_of(torch::cross_entropy_loss(z, y, {}, torch::Reduction::None)) : torch::cross_entropy_loss(z, y);
+  };
+  loss.push_back({"new", [this, &new_data, ce] {
+                    if (new_data.size() == 0) return torch::Tensor();
+                    return ce(new_data, logits(new_data), split_.map_labels(new_data.labels).to(device_));
+                  }});
+  loss.push_back({"replay", [this, replay, ce] {
+                    if (!replay || replay->size() == 0) return torch::Tensor();
+                    return ce(*replay, logits(*replay), split_.map_labels(replay->labels).to(device_));
                   }});
   return loss;
 }
