@@ -219,7 +219,8 @@ int cmd_explain(const ExplainArgs& a) {
 }
 
 int cmd_sweep(const std::string& config, const std::vector<std::string>& sets, const std::vector<std::string>& grids, const std::string& seeds,
-              int64_t jobs, const std::string& out, bool summarize_only) {
+              int64_t jobs, const std::string& out, bool summarize_only, const std::string& commands, const std::string& slurm,
+              const std::string& launcher) {
   namespace fs = std::filesystem;
   if (config.empty()) throw cts::InputError("cts sweep needs a CONFIG.yaml");
   if (!fs::exists(config)) throw cts::InputError(fmt::format("{}: no such config file", config));
@@ -241,8 +242,23 @@ int cmd_sweep(const std::string& config, const std::vector<std::string>& sets, c
   }
   o.jobs = jobs;
   o.summarize_only = summarize_only;
+  if ((!commands.empty() || !slurm.empty()) && summarize_only)
+    throw cts::InputError("cts sweep: --summarize-only starts nothing and writes no commands; use it without --commands / --slurm");
+  if (!launcher.empty() && commands.empty() && slurm.empty())
+    throw cts::InputError("cts sweep --launcher applies to the commands written for a scheduler; add --commands FILE or --slurm FILE");
   o.out = out.empty() ? fs::path("runs") / (fs::path(config).stem().string() + "-sweep") : fs::path(out);
   o.executable = fs::read_symlink("/proc/self/exe");
+  o.slurm_script = slurm;
+  o.launcher = launcher;
+  o.commands_file = !commands.empty() ? fs::path(commands) : !slurm.empty() ? o.out / "commands.txt" : fs::path();
+  if (!o.commands_file.empty()) {
+    auto runs = cts::run_sweep(o, nullptr);
+    int64_t n = 0;
+    for (const auto& r : runs) n += r.status == "handed out";
+    std::cout << fmt::format("{} of {} runs written to {}{}; when they have finished: cts sweep {} (same --grid/--set/--seeds) --out {} --summarize-only\n", n,
+                             runs.size(), o.commands_file.string(), slurm.empty() ? "" : fmt::format(" (Slurm: sbatch {})", slurm), config, o.out.string());
+    return 0;
+  }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   auto runs = cts::run_sweep(o, &g_stop);
@@ -349,6 +365,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> sweep_sets, sweep_grids;
   int64_t sweep_jobs = 1;
   bool sweep_summarize_only = false;
+  std::string sweep_commands, sweep_slurm, sweep_launcher;
   sweep->add_option("config", sweep_config, "Base config (YAML)")->required();
   sweep->add_option("--grid", sweep_grids, "key=v1,v2,... (repeatable; the cross product is run)")->take_all()->allow_extra_args(false);
   sweep->add_option("--set", sweep_sets, "Override a key in every run (repeatable)")->take_all()->allow_extra_args(false);
@@ -358,6 +375,10 @@ int main(int argc, char** argv) {
   sweep->add_flag("--summarize-only", sweep_summarize_only,
                   "Start nothing: write sweep.csv / sweep.md from the runs finished so far (the others count as missing)");
 
+  sweep->add_option("--commands", sweep_commands,
+                     "Run nothing here: write one shell command per unfinished run to FILE (for a scheduler, a cluster, GNU parallel)");
+  sweep->add_option("--slurm", sweep_slurm, "Run nothing here: write a Slurm array script (one task per command; commands in <out>/commands.txt unless --commands)");
+  sweep->add_option("--launcher", sweep_launcher, "Prefix of every written command, e.g. \"torchrun --nproc_per_node 4 --no_python\"");
   auto* report = app.add_subcommand("report", "Plots (PNG) and report.md for a run or sweep folder, or several sweeps compared (--out)");
   std::vector<std::string> report_dirs;
   std::string report_out;
@@ -383,7 +404,8 @@ int main(int argc, char** argv) {
     if (inspect->parsed()) return cmd_buffer_inspect(buffer_file, as_json);
     if (render->parsed()) return cmd_buffer_render(buffer_file, render_out, render_limit, render_scale);
     if (explain->parsed()) return cmd_explain(ex);
-    if (sweep->parsed()) return cmd_sweep(sweep_config, sweep_sets, sweep_grids, sweep_seeds, sweep_jobs, sweep_out, sweep_summarize_only);
+    if (sweep->parsed()) return cmd_sweep(sweep_config, sweep_sets, sweep_grids, sweep_seeds, sweep_jobs, sweep_out, sweep_summarize_only, sweep_commands,
+                                          sweep_slurm, sweep_launcher);
     if (report->parsed()) return cmd_report(report_dirs, report_out);
     if (datasets->parsed()) return cmd_datasets();
     if (keys->parsed()) return cmd_config_keys(markdown);

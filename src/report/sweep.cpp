@@ -8,6 +8,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -183,6 +184,68 @@ bool run_finished(const std::filesystem::path& dir) {
   }
 }
 
+std::string shell_quote(const std::string& word) {
+  if (!word.empty() && word.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.,/:=+@%") == std::string::npos)
+    return word;
+  std::string q = "'";
+  for (char c : word) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+namespace {
+
+// cts sweep --commands / --slurm: the unfinished runs as shell commands (each line starts or
+// resumes one run and appends its output to the run's .log, like a local sweep), plus a
+// Slurm array script over those lines. Nothing runs here.
+std::vector<SweepRun> hand_out(const SweepOptions& o, std::vector<SweepRun>& runs, const std::vector<int64_t>& seeds,
+                               const std::function<std::vector<std::string>(const SweepRun&, bool)>& run_args) {
+  std::string lines;
+  int64_t n = 0;
+  for (auto& r : runs) {
+    if (run_finished(r.dir)) {
+      r.status = "skipped";
+      continue;
+    }
+    ensure_directory(r.dir.parent_path());
+    std::string line = o.launcher.empty() ? "" : o.launcher + " ";
+    const auto args = run_args(r, false);
+    for (size_t i = 0; i < args.size(); ++i) line += (i ? " " : "") + shell_quote(args[i]);
+    line += " >> " + shell_quote(std::filesystem::absolute(r.dir.parent_path() / (seed_dir(r.seed) + ".log")).lexically_normal().string()) + " 2>&1";
+    lines += line + "\n";
+    r.status = "handed out";
+    ++n;
+  }
+  write_file_atomic(o.commands_file, lines);
+  Console::get().info("sweep: {} commands in {} ({} runs already done)", n, o.commands_file.string(), int64_t(runs.size()) - n);
+  if (!o.slurm_script.empty()) {
+    if (n == 0) throw_input("cts sweep --slurm {}: every run of the sweep is finished; nothing to schedule", o.slurm_script.string());
+    const std::string commands = std::filesystem::absolute(o.commands_file).string();
+    const std::string script = fmt::format(
+        "#!/bin/bash\n"
+        "# cts sweep of {config}: one array task per line of {commands} (written by cts sweep --commands).\n"
+        "# Submit: sbatch {self}   (add --cpus-per-task / --gres / --time as your cluster needs, here or on\n"
+        "# the sbatch command line). A task that stops early keeps its checkpoint: run cts sweep --commands\n"
+        "# again to write the commands of the unfinished runs (resumes), then resubmit. When all are done:\n"
+        "#   cts sweep {config} ... --summarize-only --out {out}\n"
+        "#SBATCH --job-name=cts-sweep\n"
+        "#SBATCH --array=0-{last}\n"
+        "#SBATCH --output={out}/slurm-%A_%a.out\n"
+        "set -euo pipefail\n"
+        "line=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {commands_q})\n"
+        "[ -n \"$line\" ] || {{ echo \"no command for array task $SLURM_ARRAY_TASK_ID in {commands}\" >&2; exit 2; }}\n"
+        "exec bash -c \"$line\"\n",
+        fmt::arg("config", o.config.string()), fmt::arg("commands", commands), fmt::arg("commands_q", shell_quote(commands)),
+        fmt::arg("self", o.slurm_script.string()), fmt::arg("last", n - 1), fmt::arg("out", std::filesystem::absolute(o.out).string()));
+    write_file_atomic(o.slurm_script, script);
+    std::filesystem::permissions(o.slurm_script, std::filesystem::perms::owner_exec | std::filesystem::perms::group_exec, std::filesystem::perm_options::add);
+    Console::get().info("sweep: Slurm array script {} ({} tasks): sbatch {}", o.slurm_script.string(), n, o.slurm_script.string());
+  }
+  summarize_sweep(o.out, o.axes, seeds);
+  return runs;
+}
+
+}  // namespace
+
 std::vector<SweepRun> run_sweep(const SweepOptions& o, const std::atomic<bool>* stop) {
   auto& con = Console::get();
   if (o.jobs < 1) throw_input("cts sweep --jobs {}: accepted: >= 1", o.jobs);
@@ -211,22 +274,31 @@ std::vector<SweepRun> run_sweep(const SweepOptions& o, const std::atomic<bool>* 
   }
   std::map<pid_t, size_t> running;
   size_t next = 0, finished = 0;
-  auto launch = [&](size_t i) {
-    auto& r = runs[i];
-    ensure_directory(r.dir.parent_path());
+  // `local`: run here (threads shared among the jobs); else for a scheduler's machine.
+  auto run_args = [&](const SweepRun& r, bool local) {
     std::vector<std::string> args = {o.executable.string(), "run"};
     const bool resume = std::filesystem::exists(r.dir / "checkpoint" / "checkpoint.json");
+    // A scheduler may start the command in another folder: absolute paths.
+    const auto path = [local](const std::filesystem::path& p) { return local ? p.string() : std::filesystem::absolute(p).lexically_normal().string(); };
     if (resume) {
-      args.insert(args.end(), {"--resume", r.dir.string()});
+      args.insert(args.end(), {"--resume", path(r.dir)});
     } else {
-      args.push_back(o.config.string());
+      args.push_back(path(o.config));
       for (const auto& s : o.sets) args.insert(args.end(), {"--set", s});
       for (const auto& [k, v] : r.cell.settings) args.insert(args.end(), {"--set", k + "=" + v});
       args.insert(args.end(), {"--set", fmt::format("seed={}", r.seed)});
-      if (!user_threads) args.insert(args.end(), {"--set", fmt::format("threads={}", threads)});
-      args.insert(args.end(), {"--out", r.dir.string()});
+      if (local && !user_threads) args.insert(args.end(), {"--set", fmt::format("threads={}", threads)});
+      args.insert(args.end(), {"--out", path(r.dir)});
     }
     args.insert(args.end(), {"--progress", "lines"});
+    return args;
+  };
+  if (!o.commands_file.empty()) return hand_out(o, runs, seeds, run_args);
+  auto launch = [&](size_t i) {
+    auto& r = runs[i];
+    ensure_directory(r.dir.parent_path());
+    const auto args = run_args(r, true);
+    const bool resume = args[2] == "--resume";
     const auto log = r.dir.parent_path() / (seed_dir(r.seed) + ".log");
     const pid_t pid = start_process(args, log);
     running[pid] = i;

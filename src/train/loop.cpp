@@ -9,8 +9,10 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <future>
 #include <optional>
+#include <thread>
 
 #include <unistd.h>
 
@@ -201,9 +203,17 @@ bool SequentialLoop::stop_agreed() {
 
 void SequentialLoop::setup() {
   st_.fractions = resolve_memory_fractions(cfg_.memory);
-  configure_threads(cfg_.threads);
-  device_ = choose_device(opt_.device.empty() ? cfg_.device : opt_.device);
   const DistributedEnv denv = distributed_env_from_environment();
+  // threads: 0 means every core of the node; the processes of a data-parallel job on one node
+  // (LOCAL_WORLD_SIZE, set by torchrun) share them.
+  int64_t threads = cfg_.threads;
+  if (threads == 0 && denv.world > 1) {
+    const char* lws = std::getenv("LOCAL_WORLD_SIZE");
+    const int64_t local_world = lws ? std::max<int64_t>(1, std::atoll(lws)) : 1;
+    threads = std::max<int64_t>(1, int64_t(std::thread::hardware_concurrency()) / local_world);
+  }
+  configure_threads(threads);
+  device_ = choose_device(opt_.device.empty() ? cfg_.device : opt_.device);
   if (denv.world > 1 && device_.is_cuda() && !device_.has_index()) device_ = torch::Device(torch::kCUDA, int8_t(denv.local_rank));
   dist_ = Distributed(denv, device_);
   if (!dist_.is_main()) Console::get().set_quiet(true);

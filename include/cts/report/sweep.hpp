@@ -36,18 +36,29 @@ struct SweepOptions {
   std::filesystem::path out;        // default: runs/<config stem>-sweep
   std::filesystem::path executable;  // the cts binary the runs use
   bool summarize_only = false;       // start nothing: tables from the runs finished so far
+  // Hand the cells to a scheduler instead of running them here: write one shell command per
+  // unfinished run (new, or --resume of an interrupted one) to `commands_file`, and, if set,
+  // a Slurm array script running line $SLURM_ARRAY_TASK_ID + 1 of it. `launcher` prefixes
+  // every command (e.g. "torchrun --nproc_per_node 4 --no_python" for data-parallel cells).
+  std::filesystem::path commands_file;
+  std::filesystem::path slurm_script;
+  std::string launcher;
 };
 
 struct SweepRun {
   SweepCell cell;
   int64_t seed = 0;
   std::filesystem::path dir;
-  std::string status;  // done | failed | skipped (already done) | not run
+  std::string status;  // done | failed | skipped (already done) | not run | handed out (written for a scheduler)
 };
 
 // Validates every cell's config first (InputError before anything runs), then runs what is
 // not finished. Returns every run with its status; writes sweep.csv and sweep.md in `out`.
 std::vector<SweepRun> run_sweep(const SweepOptions& options, const std::atomic<bool>* stop = nullptr);
+
+// A word for a POSIX shell command line: as is when it is made of safe characters, else in
+// single quotes (a quote inside as '\'').
+std::string shell_quote(const std::string& word);
 
 // Reads the run folders of a sweep (out/<cell>/seed-<s>) and writes sweep.csv and sweep.md.
 // Returns the markdown table.

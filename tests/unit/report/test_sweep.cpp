@@ -205,3 +205,57 @@ TEST(Sweep, RunsResumesSkipsAndSummarises) {
   EXPECT_EQ(not_sweep.exit_code, 2) << not_sweep.output;
   EXPECT_NE(not_sweep.output.find(one_run.string() + ": not a sweep folder"), std::string::npos) << not_sweep.output;
 }
+
+// cts sweep --slurm / --commands: nothing runs; the commands (absolute paths, one per
+// unfinished run, a resume for an interrupted one) run from another folder as a scheduler
+// would, the Slurm array script runs line SLURM_ARRAY_TASK_ID + 1, and --summarize-only then
+// tabulates them. Finished runs are left out of a second hand-out.
+TEST(Sweep, HandsCellsToAScheduler) {
+  TempDir dir;
+  test::write_text(dir / "tiny.yaml", kTiny);
+  const std::string bin = CTS_BINARY;
+  const auto out = dir / "sw";
+  auto pre = test::run_command(bin + " run " + (dir / "tiny.yaml").string() + " --set memory.retention=0.25 --set seed=0 --out " +
+                               (out / "retention-0.25" / "seed-0").string() + " --stop-after-steps 1");
+  ASSERT_EQ(pre.exit_code, 130) << pre.output;
+  const std::string sweep = bin + " sweep " + (dir / "tiny.yaml").string() + " --grid memory.retention=0.09,0.25 --out " + out.string();
+  auto r = test::run_command(sweep + " --slurm " + (dir / "job.sbatch").string() + " --launcher 'env CTS_SCHEDULED=1'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(run_finished(out / "retention-0.09" / "seed-0"));
+  auto cmds = lines(test::read_text(out / "commands.txt"));
+  ASSERT_EQ(cmds.size(), 2u) << test::read_text(out / "commands.txt");
+  EXPECT_EQ(cmds[0].rfind("env CTS_SCHEDULED=1 " + bin + " run /", 0), 0u) << cmds[0];
+  EXPECT_NE(cmds[0].find("--set memory.retention=0.09 --set seed=0 --out /"), std::string::npos) << cmds[0];
+  EXPECT_NE(cmds[1].find(" run --resume /"), std::string::npos) << cmds[1];
+  const auto script = test::read_text(dir / "job.sbatch");
+  EXPECT_NE(script.find("#SBATCH --array=0-1"), std::string::npos) << script;
+  // The scheduler: array tasks 1 and 0, started from another folder.
+  for (const char* id : {"1", "0"}) {
+    auto t = test::run_command("cd / && SLURM_ARRAY_TASK_ID=" + std::string(id) + " bash " + (dir / "job.sbatch").string());
+    ASSERT_EQ(t.exit_code, 0) << id << ": " << t.output << test::read_text(out / "retention-0.09" / "seed-0.log");
+  }
+  EXPECT_TRUE(run_finished(out / "retention-0.09" / "seed-0"));
+  EXPECT_TRUE(run_finished(out / "retention-0.25" / "seed-0"));
+  auto beyond = test::run_command("SLURM_ARRAY_TASK_ID=2 bash " + (dir / "job.sbatch").string());
+  EXPECT_EQ(beyond.exit_code, 2) << beyond.output;
+  auto sum = test::run_command(sweep + " --summarize-only");
+  ASSERT_EQ(sum.exit_code, 0) << sum.output;
+  auto csv = lines(test::read_text(out / "sweep.csv"));
+  ASSERT_EQ(csv.size(), 3u);
+  for (size_t i = 1; i < csv.size(); ++i) EXPECT_NE(csv[i].find(",0,done,"), std::string::npos) << csv[i];
+  // All done: nothing to hand out.
+  auto none = test::run_command(sweep + " --commands " + (dir / "more.txt").string());
+  ASSERT_EQ(none.exit_code, 0) << none.output;
+  EXPECT_EQ(test::read_text(dir / "more.txt"), "");
+  auto bad = test::run_command(sweep + " --slurm " + (dir / "x.sbatch").string() + " --summarize-only");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+}
+
+TEST(Sweep, ShellQuoteSurvivesTheShell) {
+  EXPECT_EQ(shell_quote("runs/a-0.1"), "runs/a-0.1");
+  EXPECT_EQ(shell_quote(""), "''");
+  for (const std::string w : {"a b", "it's", "x;rm -rf /", "$HOME", "\"q\"", "back\\slash", "tab\there"}) {
+    auto r = test::run_command("printf %s " + shell_quote(w));
+    EXPECT_EQ(r.output, w) << shell_quote(w);
+  }
+}

@@ -4,8 +4,9 @@
 // - the loss curve matches (the ranks' shares add up to the global batch: the first task's
 //   epochs to 1e-5 relative, later ones within 1e-2: float sums in another order, amplified
 //   by training); metrics.json within 2 test samples per entry;
-// - buffer.safetensors is byte-identical (random coreset × random tokens: selection does
-//   not depend on the model, so any difference would be the budget or the rank split);
+// - buffer.safetensors is byte-identical with 1, 2 and 4 processes (random coreset × random
+//   tokens: selection does not depend on the model, so any difference would be the budget or
+//   the rank split);
 // - rank 1 never touches its run folder and leaves no scratch files;
 // - a rank killed mid-training stops the job with a message naming the failed collective,
 //   rank 0 leaves a checkpoint at the step it could not take, and the run resumes in one
@@ -193,6 +194,19 @@ TEST(Distributed, TwoProcessesMatchOneProcess) {
   expect_close_runs(dir / "one", dir / "two");
   const auto start_rec = nlohmann::json::parse(test::read_text(dir / "two" / "log.jsonl").substr(0, test::read_text(dir / "two" / "log.jsonl").find('\n')));
   EXPECT_EQ(start_rec["world_size"], 2);
+
+  // 4 processes (shares of 3-4 new and 3-4 replay samples): the same buffer, a close run.
+  const int port4 = free_port();
+  std::vector<pid_t> pids;
+  for (int r = 3; r >= 0; --r)
+    pids.push_back(start({CTS_BINARY, "run", config, "--out", (dir / (r == 0 ? "four" : "four-" + std::to_string(r))).string()}, rank_env(r, 4, port4),
+                         dir / ("four" + std::to_string(r) + ".out")));
+  for (int r = 3; r >= 0; --r) {
+    auto e = wait_for(pids[size_t(3 - r)], dir / ("four" + std::to_string(r) + ".out"));
+    ASSERT_EQ(e.exit_code, 0) << "rank " << r << ": " << e.output;
+  }
+  EXPECT_EQ(test::read_text(dir / "one" / "buffer.safetensors"), test::read_text(dir / "four" / "buffer.safetensors"));
+  expect_close_runs(dir / "one", dir / "four");
 }
 
 TEST(Distributed, KilledRankStopsTheJobAndTheRunResumesWithAnotherWorldSize) {
