@@ -6,11 +6,12 @@
 #include "cts/core/error.hpp"
 #include "cts/learners/dytox/dytox.hpp"
 #include "cts/learners/linear_probe/linear_probe.hpp"
+#include "cts/learners/mae/mae.hpp"
 #include "cts/learners/vit_classifier/vit_classifier.hpp"
 
 namespace cts {
 
-std::vector<std::string> learner_names() { return {"vit-classifier", "linear-probe", "dytox"}; }
+std::vector<std::string> learner_names() { return {"vit-classifier", "linear-probe", "dytox", "mae"}; }
 
 std::unique_ptr<Learner> make_learner(const LearnerContext& context) {
   const std::string& kind = context.model.learner;
@@ -22,6 +23,7 @@ std::unique_ptr<Learner> make_learner(const LearnerContext& context) {
   if (kind == "vit-classifier") return std::make_unique<ViTClassifier>(context);
   if (kind == "linear-probe") return std::make_unique<LinearProbe>(context);
   if (kind == "dytox") return std::make_unique<DyTox>(context);
+  if (kind == "mae") return std::make_unique<MaskedAutoencoder>(context);
   throw_input("model.learner = '{}' is not known; accepted: {}", kind, fmt::join(learner_names(), ", "));
 }
 

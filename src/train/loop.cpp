@@ -65,7 +65,9 @@ nlohmann::json weights_provenance(const std::string& file, const DataConfig& dat
   if (w.contains("train_subset") && w.contains("data") && w["data"] == data.name) {
     const std::string part = w["train_subset"];
     const bool same_split = w.value("subset_seed", "") == std::to_string(data.subset_seed) && w.value("subset_fraction", "") == fmt::format("{}", data.subset_fraction);
-    if (part != "all" && !(same_split && data.train_subset != "all" && data.train_subset != part)) {
+    // Disjoint only when both sides are the two different halves of the same split.
+    const bool disjoint = part != "all" && same_split && data.train_subset != "all" && data.train_subset != part;
+    if (!disjoint) {
       Console::get().info("warning: model.weights {} were trained on data.train_subset {} of {}{}; this run's stream (data.train_subset {}, fraction {}, seed {}) "
                           "shares samples with it",
                           file, part, data.name, same_split ? "" : fmt::format(" (fraction {}, seed {})", w.value("subset_fraction", "?"), w.value("subset_seed", "?")),
@@ -235,7 +237,11 @@ void SequentialLoop::setup() {
   }
 
   // The learner.
-  learner_ = make_learner(LearnerContext{cfg_.model, cfg_.learners, data_, split_, cfg_.data.name, device_, seed()});
+  LearnerContext lctx{cfg_.model, cfg_.learners, data_, split_, cfg_.data.name, device_, seed()};
+  lctx.memory_strategy = name_of(cfg_.memory.strategy);
+  lctx.token_drop = cfg_.train.token_drop.is_auto ? (keeps_partial_samples(cfg_.memory.strategy) ? 1.0 - resolve_memory_fractions(cfg_.memory).token_fraction : 0.0)
+                                                  : cfg_.train.token_drop.value;
+  learner_ = make_learner(lctx);
   num_tokens_ = learner_->num_tokens();
   loss_terms_ = learner_->loss_terms();
   st_.loss_sums.assign(loss_terms_.size(), 0.0);
@@ -468,9 +474,10 @@ RunSummary SequentialLoop::run_steps() {
   write_outputs(true);
   const auto m = record.metrics();
   log({{"event", "run_end"}, {"final_average_accuracy", m.final_average_accuracy}, {"seconds", record.total_seconds}});
-  con.info("done in {:.1f} s: final average {} {:.2f} %, memory {} samples / {} tokens / {} bytes ({:.3f} % of the tokens)", record.total_seconds,
-           record.primary().title, 100.0 * m.final_average_accuracy, record.memory.samples, record.memory.tokens, record.memory.bytes,
-           100.0 * record.memory.fraction());
+  const bool percent = record.primary().percent;
+  con.info("done in {:.1f} s: final average {} {:.{}f}{}, memory {} samples / {} tokens / {} bytes ({:.3f} % of the tokens)", record.total_seconds,
+           record.primary().title, (percent ? 100.0 : 1.0) * m.final_average_accuracy, percent ? 2 : 4, percent ? " %" : "", record.memory.samples,
+           record.memory.tokens, record.memory.bytes, 100.0 * record.memory.fraction());
   summary.record = record;
   summary.completed = true;
   return summary;

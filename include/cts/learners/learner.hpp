@@ -38,6 +38,10 @@ struct LearnerContext {
   std::string dataset;         // data.name, for messages
   torch::Device device{torch::kCPU};
   uint64_t seed = 0;
+  // The run's memory strategy (memory.strategy) and new-data drop rate (train.token_drop after
+  // `auto` is resolved), for learners that only make sense with some (mae: none, a rate > 0).
+  std::string memory_strategy = "none";
+  double token_drop = 0.0;
 };
 
 // A batch as the loop hands it to a learner: new data (full images, token dropping as

@@ -22,9 +22,18 @@ struct ClassifierSettings {
   std::string bias_correction = "none";
 };
 
+// The mae learner (`mae.*`): the decoder of MAE-style pretraining.
+struct MaeSettings {
+  int64_t decoder_dim = 0;    // width D_d; 0: half the encoder's width
+  int64_t decoder_depth = 2;  // transformer blocks
+  int64_t decoder_heads = 4;  // attention heads (divide D_d)
+  bool norm_pix_loss = true;  // targets normalised per patch (MAE's default for better features)
+};
+
 struct LearnerSettings {
   ClassifierSettings classifier;
   DyToxSettings dytox;
+  MaeSettings mae;
 };
 
 }  // namespace cts

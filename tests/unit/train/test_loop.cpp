@@ -266,6 +266,18 @@ TEST(Loop, PretrainOnPartAThenStreamOnPartBRecordsTheWeights) {
     EXPECT_EQ(m["memory"]["dataset_samples"].get<int64_t>(), part == "b" ? 180 : 360);
     EXPECT_NE(test::read_text(dir / part / "summary.md").find("training part a"), std::string::npos);
   }
+  // Weights trained on the whole training set overlap every stream of the same dataset, part b too.
+  RunOptions pre_all;
+  pre_all.out_dir = dir / "pretrain-all";
+  auto pall = small_config({"data.tasks=1", "memory.strategy=none", "data.train_subset=all"});
+  ASSERT_TRUE(run_experiment(pall, pre_all).completed);
+  RunOptions o;
+  o.out_dir = dir / "b-from-all";
+  ASSERT_TRUE(run_experiment(small_config({"data.train_subset=b", "model.weights=" + (dir / "pretrain-all" / "model.safetensors").string(), "train.epochs=1"}), o)
+                  .completed);
+  const auto w = read_json(dir / "b-from-all" / "metrics.json")["weights"];
+  EXPECT_EQ(w["train_subset"], "all");
+  EXPECT_TRUE(w.value("overlaps_stream", false));
   Console::get().set_quiet(false);
 }
 
