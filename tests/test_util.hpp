@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -21,6 +23,8 @@
 
 #include "cts/core/error.hpp"
 #include "cts/models/vit.hpp"
+
+extern char** environ;
 
 namespace cts::test {
 
@@ -116,6 +120,50 @@ inline CommandResult run_command(const std::string& command) {
 }
 
 inline CommandResult run_cts(const std::string& args) { return run_command(std::string(CTS_BINARY) + " " + args); }
+
+// A child process without a shell: `argv` (argv[0] looked up in PATH) with this process's
+// environment minus CTS_TEST_* hooks and the variables named in `unset`, plus `env`; stdout
+// and stderr go to `log`. wait_child reports exactly how it ended (a shell would blur a signal).
+struct ChildEnd {
+  bool killed_by_signal = false;
+  int signal = 0;
+  int exit_code = -1;
+  std::string output;  // the log's contents
+};
+inline pid_t start_child(const std::vector<std::string>& argv, const std::vector<std::pair<std::string, std::string>>& env,
+                         const std::filesystem::path& log, const std::vector<std::string>& unset = {}) {
+  std::vector<std::string> env_s;
+  for (char** e = environ; *e; ++e) {
+    const std::string kv = *e;
+    bool drop = kv.rfind("CTS_TEST_", 0) == 0;
+    for (const auto& u : unset) drop = drop || kv.rfind(u + "=", 0) == 0;
+    if (!drop) env_s.push_back(kv);
+  }
+  for (const auto& [k, v] : env) env_s.push_back(k + "=" + v);
+  std::vector<std::string> argv_s = argv;
+  std::vector<char*> args, envp;
+  for (auto& a : argv_s) args.push_back(a.data());
+  args.push_back(nullptr);
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) ::dup2(fd, 1), ::dup2(fd, 2);
+    ::execvpe(args[0], args.data(), envp.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+inline ChildEnd wait_child(pid_t pid, const std::filesystem::path& log) {
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ChildEnd c;
+  if (WIFSIGNALED(status)) c.killed_by_signal = true, c.signal = WTERMSIG(status);
+  if (WIFEXITED(status)) c.exit_code = WEXITSTATUS(status);
+  c.output = read_text(log);
+  return c;
+}
 
 inline std::string source_dir() { return CTS_SOURCE_DIR; }
 

@@ -28,8 +28,6 @@
 #include "cts/train/checkpoint.hpp"
 #include "test_util.hpp"
 
-extern char** environ;
-
 namespace cts {
 namespace {
 
@@ -52,42 +50,10 @@ int free_port() {
 }
 
 pid_t start(const std::vector<std::string>& args, const std::map<std::string, std::string>& env, const fs::path& log) {
-  std::vector<std::string> env_s;
-  for (char** e = environ; *e; ++e) {
-    const std::string kv = *e;
-    if (kv.rfind("CTS_TEST_", 0) != 0 && kv.rfind("WORLD_SIZE=", 0) != 0 && kv.rfind("RANK=", 0) != 0) env_s.push_back(kv);
-  }
-  for (const auto& [k, v] : env) env_s.push_back(k + "=" + v);
-  std::vector<std::string> argv_s = args;
-  std::vector<char*> argv, envp;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& e : env_s) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) ::dup2(fd, 1), ::dup2(fd, 2);
-    ::execvpe(argv[0], argv.data(), envp.data());
-    ::_exit(127);
-  }
-  return pid;
+  return test::start_child(args, {env.begin(), env.end()}, log, {"WORLD_SIZE", "RANK"});
 }
 
-struct Ended {
-  int exit_code = -1, signal = 0;
-  std::string output;
-};
-
-Ended wait_for(pid_t pid, const fs::path& log) {
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  Ended e;
-  if (WIFEXITED(status)) e.exit_code = WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) e.signal = WTERMSIG(status);
-  e.output = test::read_text(log);
-  return e;
-}
+test::ChildEnd wait_for(pid_t pid, const fs::path& log) { return test::wait_child(pid, log); }
 
 std::map<std::string, std::string> rank_env(int rank, int world, int port) {
   return {{"WORLD_SIZE", std::to_string(world)}, {"RANK", std::to_string(rank)}, {"LOCAL_RANK", std::to_string(rank)},

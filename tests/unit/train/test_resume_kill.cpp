@@ -22,8 +22,6 @@
 #include "cts/train/checkpoint.hpp"
 #include "test_util.hpp"
 
-extern char** environ;
-
 namespace cts {
 namespace {
 
@@ -31,50 +29,13 @@ using test::TempDir;
 using test::read_json;
 namespace fs = std::filesystem;
 
-struct Child {
-  bool killed_by_signal = false;
-  int signal = 0;
-  int exit_code = -1;
-  std::string output;
-};
+using Child = test::ChildEnd;
 
-// Runs the cts binary with `args` and extra environment variables; reports exactly how it
-// ended (a signal or an exit code), which a shell in between would blur.
+// Runs the cts binary with `args` and extra environment variables.
 Child run_cts_child(const std::vector<std::string>& args, const std::map<std::string, std::string>& env, const fs::path& log) {
-  std::vector<std::string> argv_s{CTS_BINARY};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<std::string> env_s;
-  for (char** e = environ; *e; ++e) {
-    const std::string kv = *e;
-    if (kv.rfind("CTS_TEST_", 0) != 0) env_s.push_back(kv);
-  }
-  for (const auto& [k, v] : env) env_s.push_back(k + "=" + v);
-  std::vector<char*> argv, envp;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& e : env_s) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) {
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-    }
-    ::execve(argv[0], argv.data(), envp.data());
-    ::_exit(127);
-  }
-  Child c;
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (WIFSIGNALED(status)) {
-    c.killed_by_signal = true;
-    c.signal = WTERMSIG(status);
-  } else if (WIFEXITED(status)) {
-    c.exit_code = WEXITSTATUS(status);
-  }
-  c.output = test::read_text(log);
-  return c;
+  std::vector<std::string> argv{CTS_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return test::wait_child(test::start_child(argv, {env.begin(), env.end()}, log), log);
 }
 
 std::string describe(const Child& c) {
