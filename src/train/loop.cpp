@@ -14,7 +14,10 @@
 #include <optional>
 #include <thread>
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include "cts/attribution/attention_record.hpp"
 #include "cts/attribution/registry.hpp"
@@ -220,7 +223,17 @@ void SequentialLoop::setup() {
   dist_ = Distributed(denv, device_);
   if (!dist_.is_main()) Console::get().set_quiet(true);
   if (dist_.active()) {
-    scratch_ = std::filesystem::temp_directory_path() / fmt::format("cts-rank{}-{}", dist_.rank(), ::getpid());
+    const auto tmp = std::filesystem::temp_directory_path();
+    // Scratch folders of ranks that were killed (their process is gone) are removed here.
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(tmp, ec)) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind("cts-rank", 0) != 0 || name.find('-', 8) == std::string::npos) continue;
+      const std::string pid = name.substr(name.rfind('-') + 1);
+      if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+      if (::kill(pid_t(std::stoll(pid)), 0) != 0 && errno == ESRCH) std::filesystem::remove_all(e.path(), ec);
+    }
+    scratch_ = tmp / fmt::format("cts-rank{}-{}", dist_.rank(), ::getpid());
     ensure_directory(scratch_);
   }
   bf16_ = use_bf16_autocast(cfg_.train.precision, device_);

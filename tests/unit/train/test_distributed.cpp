@@ -142,6 +142,11 @@ TEST(Distributed, TwoProcessesMatchOneProcess) {
 
   const int port = free_port();
   fs::create_directories(dir / "tmp1");
+  // The scratch folder a killed rank left (its pid is gone): removed by the next job's ranks.
+  pid_t dead = fork();
+  if (dead == 0) ::_exit(0);
+  ::waitpid(dead, nullptr, 0);
+  fs::create_directories(dir / "tmp1" / ("cts-rank1-" + std::to_string(dead)));
   auto env1 = rank_env(1, 2, port);
   env1["TMPDIR"] = (dir / "tmp1").string();
   // Rank 1 is given another --out: it must never create or touch it.
@@ -154,7 +159,7 @@ TEST(Distributed, TwoProcessesMatchOneProcess) {
   EXPECT_NE(r0.output.find("data-parallel: 2 processes (gloo)"), std::string::npos) << r0.output;
   EXPECT_EQ(r1.output, "") << "rank 1 prints nothing";
   EXPECT_FALSE(fs::exists(dir / "rank1-out")) << "rank 1 created its run folder";
-  EXPECT_TRUE(fs::is_empty(dir / "tmp1")) << "rank 1 left scratch files";
+  EXPECT_TRUE(fs::is_empty(dir / "tmp1")) << "rank 1 left scratch files, or a dead rank's stayed";
 
   EXPECT_EQ(test::read_text(dir / "one" / "buffer.safetensors"), test::read_text(dir / "two" / "buffer.safetensors"));
   expect_close_runs(dir / "one", dir / "two");
