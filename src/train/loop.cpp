@@ -81,6 +81,23 @@ nlohmann::json weights_provenance(const std::string& file, const DataConfig& dat
   return w;
 }
 
+// A data-parallel rank's private folder for files passed between ranks, in $TMPDIR. Folders
+// of ranks that were killed (their process is gone) are removed first.
+std::filesystem::path make_scratch_folder(int rank) {
+  const auto tmp = std::filesystem::temp_directory_path();
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(tmp, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("cts-rank", 0) != 0 || name.find('-', 8) == std::string::npos) continue;
+    const std::string pid = name.substr(name.rfind('-') + 1);
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (::kill(pid_t(std::stoll(pid)), 0) != 0 && errno == ESRCH) std::filesystem::remove_all(e.path(), ec);
+  }
+  const auto dir = tmp / fmt::format("cts-rank{}-{}", rank, ::getpid());
+  ensure_directory(dir);
+  return dir;
+}
+
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
@@ -130,6 +147,24 @@ class SequentialLoop {
     return cfg_.train.drop_without_memory || !cfg_.train.token_drop.is_auto || !buffer_.empty();
   }
 
+  // The new-data drop rate train.token_drop asks for with memory fractions `f` (auto: 1 − k
+  // for memories of partial samples, else 0).
+  double configured_drop_rate(const MemoryFractions& f) const {
+    if (!cfg_.train.token_drop.is_auto) return cfg_.train.token_drop.value;
+    return keeps_partial_samples(cfg_.memory.strategy) ? 1.0 - f.token_fraction : 0.0;
+  }
+  // Buffer rows `rows` (a whole batch) as this process's Batch: buffer_batch(rows) in a single
+  // process; a data-parallel rank's share, knowing the global size and weight sum.
+  Batch buffer_share(const torch::Tensor& rows) const {
+    if (!dist_.active()) return buffer_batch(rows);
+    const auto mine = local_share(rows);
+    Batch b;
+    if (mine.size(0) > 0) b = buffer_batch(mine);
+    else b.labels = torch::zeros({0}, torch::kInt64);
+    b.global_size = rows.size(0);
+    if (b.weights.defined()) b.global_weight_sum = buffer_.weights().index_select(0, rows).sum().item<double>();
+    return b;
+  }
   // log.jsonl is rank 0's (the other ranks of a data-parallel run never touch the run folder).
   void log(const nlohmann::json& record) {
     if (log_.is_open()) log_.append(record);
@@ -222,20 +257,7 @@ void SequentialLoop::setup() {
   if (denv.world > 1 && device_.is_cuda() && !device_.has_index()) device_ = torch::Device(torch::kCUDA, int8_t(denv.local_rank));
   dist_ = Distributed(denv, device_);
   if (!dist_.is_main()) Console::get().set_quiet(true);
-  if (dist_.active()) {
-    const auto tmp = std::filesystem::temp_directory_path();
-    // Scratch folders of ranks that were killed (their process is gone) are removed here.
-    std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(tmp, ec)) {
-      const std::string name = e.path().filename().string();
-      if (name.rfind("cts-rank", 0) != 0 || name.find('-', 8) == std::string::npos) continue;
-      const std::string pid = name.substr(name.rfind('-') + 1);
-      if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
-      if (::kill(pid_t(std::stoll(pid)), 0) != 0 && errno == ESRCH) std::filesystem::remove_all(e.path(), ec);
-    }
-    scratch_ = tmp / fmt::format("cts-rank{}-{}", dist_.rank(), ::getpid());
-    ensure_directory(scratch_);
-  }
+  if (dist_.active()) scratch_ = make_scratch_folder(dist_.rank());
   bf16_ = use_bf16_autocast(cfg_.train.precision, device_);
   dir_ = run_directory(cfg_, opt_.out_dir, opt_.resume_dir);
 
@@ -252,8 +274,7 @@ void SequentialLoop::setup() {
   // The learner.
   LearnerContext lctx{cfg_.model, cfg_.learners, data_, split_, cfg_.data.name, device_, seed()};
   lctx.memory_strategy = name_of(cfg_.memory.strategy);
-  lctx.token_drop = cfg_.train.token_drop.is_auto ? (keeps_partial_samples(cfg_.memory.strategy) ? 1.0 - resolve_memory_fractions(cfg_.memory).token_fraction : 0.0)
-                                                  : cfg_.train.token_drop.value;
+  lctx.token_drop = configured_drop_rate(st_.fractions);
   learner_ = make_learner(lctx);
   num_tokens_ = learner_->num_tokens();
   loss_terms_ = learner_->loss_terms();
@@ -288,7 +309,7 @@ void SequentialLoop::setup() {
                   classes, classes, classes * sample_bytes);
     }
   }
-  st_.token_drop = cfg_.train.token_drop.is_auto ? (partial_memory ? 1.0 - st_.fractions.token_fraction : 0.0) : cfg_.train.token_drop.value;
+  st_.token_drop = configured_drop_rate(st_.fractions);
   if (st_.token_drop >= 1.0) throw_input("train.token_drop = {} drops every token; accepted: [0, 1)", st_.token_drop);
   if (st_.token_drop > 0.0 && cfg_.train.full_image_share > 0.0 && cfg_.train.full_image_unit == "samples" && cfg_.train.token_drop_rescale)
     throw_input("train.token_drop_rescale scales every kept token of a batch by 1/(1 - p), also those of the samples train.full_image_share shows whole; "
@@ -794,18 +815,7 @@ void SequentialLoop::finetune(int64_t task, const FinetunePhase& phase) {
       }
       std::optional<Batch> memory;
       if (!mem.empty()) {
-        const auto rows = torch::tensor(mem, torch::kInt64);
-        const auto mine = local_share(rows);
-        if (mine.size(0) > 0) {
-          memory = buffer_batch(mine);
-        } else {
-          memory = Batch{};
-          memory->labels = torch::zeros({0}, torch::kInt64);
-        }
-        if (dist_.active()) {
-          memory->global_size = rows.size(0);
-          if (memory->weights.defined()) memory->global_weight_sum = buffer_.weights().index_select(0, rows).sum().item<double>();
-        }
+        memory = buffer_share(torch::tensor(mem, torch::kInt64));
         memory->stream = batch.stream ^ 0x9e3779b97f4a7c15ULL;
       }
       auto losses = optimize(learner_->finetune_loss(task, batch, memory ? &*memory : nullptr), optimizer, phase.lr).to(torch::kCPU);
@@ -847,17 +857,12 @@ std::optional<Batch> SequentialLoop::replay_batch(int64_t task, int64_t step_in_
     picks.push_back(perm.data_ptr<int64_t>()[q % n]);
   }
   auto idx = torch::tensor(picks, torch::kInt64);
-  const auto mine = local_share(idx);  // a data-parallel rank's share of the replay batch
+  if (!cumulative) return buffer_share(idx);
+  auto ds = st_.cumulative_indices.index_select(0, local_share(idx));  // a data-parallel rank's share
   Batch b;
-  if (cumulative) {
-    auto ds = st_.cumulative_indices.index_select(0, mine);
-    b.images = data_.train->images(ds);
-    b.labels = data_.train->labels().index_select(0, ds);
-    if (data_.train->has_payload()) b.payload = data_.train->payloads(ds);
-  } else {
-    b = buffer_batch(mine);
-    if (dist_.active() && b.weights.defined()) b.global_weight_sum = buffer_.weights().index_select(0, idx).sum().item<double>();
-  }
+  b.images = data_.train->images(ds);
+  b.labels = data_.train->labels().index_select(0, ds);
+  if (data_.train->has_payload()) b.payload = data_.train->payloads(ds);
   if (dist_.active()) b.global_size = R;
   return b;
 }

@@ -12,6 +12,7 @@
 #include "cts/core/safetensors.hpp"
 #include "cts/core/threads.hpp"
 #include "cts/data/patches.hpp"
+#include "cts/eval/evaluate.hpp"
 #include "cts/memory/token_buffer.hpp"
 
 namespace cts {
@@ -40,7 +41,7 @@ namespace {
 }  // namespace
 
 MaskedAutoencoder::MaskedAutoencoder(const LearnerContext& ctx)
-    : device_(ctx.device), split_classes_(ctx.split.task_classes), settings_(ctx.settings.mae), seed_(ctx.seed), mask_ratio_(ctx.token_drop) {
+    : device_(ctx.device), split_(ctx.split), settings_(ctx.settings.mae), seed_(ctx.seed), mask_ratio_(ctx.token_drop) {
   if (ctx.memory_strategy != "none")
     throw_input("model.learner mae pretrains without labels and replays nothing: memory.strategy = {} (accepted: none)", ctx.memory_strategy);
   if (!(ctx.token_drop > 0.0 && ctx.token_drop < 1.0))
@@ -92,18 +93,22 @@ std::vector<std::pair<std::string, torch::Tensor>> MaskedAutoencoder::decoder_pa
   return out;
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> MaskedAutoencoder::trainable_parameters() {
-  std::vector<std::pair<std::string, torch::Tensor>> out;
+std::vector<std::pair<std::string, torch::Tensor>> MaskedAutoencoder::encoder_parameters() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;  // the ViT's head is never used or saved
   for (const auto& [name, t] : encoder_->state())
     if (name.rfind("head.", 0) != 0) out.emplace_back(name, t);
+  return out;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> MaskedAutoencoder::trainable_parameters() {
+  auto out = encoder_parameters();
   for (auto& p : decoder_parameters()) out.push_back(p);
   return out;
 }
 
 int64_t MaskedAutoencoder::parameter_count() const {
   int64_t n = 0;
-  for (const auto& [name, t] : encoder_->state())
-    if (name.rfind("head.", 0) != 0) n += t.numel();
+  for (const auto& [name, t] : encoder_parameters()) n += t.numel();
   for (const auto& [name, t] : decoder_parameters()) n += t.numel();
   return n;
 }
@@ -154,16 +159,10 @@ std::vector<TaskScores> MaskedAutoencoder::evaluate(const Dataset& test, int64_t
   (void)tasks_trained;
   const bool was = set_training(false);
   torch::NoGradGuard no_grad;
-  const auto labels = test.labels();
   const int64_t T = cfg_.num_patches(), kept = tokens_kept(1.0 - mask_ratio_, T);
-  std::vector<TaskScores> out;
-  // A task's test samples: those of its classes (the split the learner was built with).
-  out.resize(split_classes_.size());
-  for (auto& s : out) s["masked_r2"] = NAN;
+  std::vector<TaskScores> out(static_cast<size_t>(split_.num_tasks()), TaskScores{{"masked_r2", NAN}});
   for (int64_t t : tasks) {
-    auto in_task = torch::zeros_like(labels, torch::kBool);
-    for (int64_t c : split_classes_.at(size_t(t))) in_task |= labels == c;
-    const auto idx = in_task.nonzero().flatten();
+    const auto idx = split_.task_indices(test, t);
     const int64_t n = idx.size(0), batches = (n + batch_size - 1) / batch_size;
     if (n == 0) continue;
     // Per batch: Σ err², Σ x̂, Σ x̂², count over the dropped patches' values.
@@ -209,8 +208,7 @@ void MaskedAutoencoder::load_state(const nlohmann::json&, const std::map<std::st
 void MaskedAutoencoder::save_weights(const std::filesystem::path& path, const std::map<std::string, std::string>& metadata) const {
   // The encoder alone, timm names, no head: what the vit-classifier's model.weights loads.
   std::vector<SafetensorsTensor> tensors;
-  for (const auto& [name, t] : encoder_->state())
-    if (name.rfind("head.", 0) != 0) tensors.push_back({name, t.detach().to(torch::kCPU, torch::kFloat32).contiguous(), ""});
+  for (const auto& [name, t] : encoder_parameters()) tensors.push_back({name, t.detach().to(torch::kCPU, torch::kFloat32).contiguous(), ""});
   auto meta = vit_metadata(cfg_);
   meta.erase("cts.num_classes");
   meta["cts.pretraining"] = fmt::format("mae (mask ratio {}, decoder {} x {}, norm_pix_loss {})", mask_ratio_, settings_.decoder_depth,
@@ -225,13 +223,7 @@ torch::Tensor MaskedAutoencoder::replay_features(const TokenBuffer&, FillMode, d
 
 torch::Tensor MaskedAutoencoder::sample_features(const Dataset& data, const torch::Tensor& indices, int64_t batch_size) {
   // The encoder's CLS features of whole images (what a probe on the pretrained backbone reads).
-  EvalModeGuard eval(encoder_, /*grad=*/false);
-  std::vector<torch::Tensor> out;
-  for (int64_t i = 0; i < indices.size(0); i += batch_size) {
-    auto ids = indices.narrow(0, i, std::min(batch_size, indices.size(0) - i));
-    out.push_back(encoder_->forward_cls(encoder_->normalize(data.images(ids))).to(torch::kCPU));
-  }
-  return out.empty() ? torch::zeros({0, cfg_.embed_dim}) : torch::cat(out);
+  return extract_features(encoder_, data, indices, batch_size);
 }
 
 }  // namespace cts

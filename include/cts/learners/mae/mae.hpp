@@ -65,10 +65,11 @@ class MaskedAutoencoder : public Learner {
   std::pair<torch::Tensor, torch::Tensor> reconstruct(const torch::Tensor& images_u8, const torch::Tensor& positions);
 
  private:
+  std::vector<std::pair<std::string, torch::Tensor>> encoder_parameters() const;  // timm names, no head
   std::vector<std::pair<std::string, torch::Tensor>> decoder_parameters() const;
 
   torch::Device device_;
-  std::vector<std::vector<int64_t>> split_classes_;  // dataset classes of each task
+  const TaskSplit& split_;
   ViTConfig cfg_;
   MaeSettings settings_;
   uint64_t seed_;
