@@ -8,6 +8,7 @@
 #include "cts/data/idx.hpp"
 #include "cts/data/image_folder.hpp"
 #include "cts/data/synthetic.hpp"
+#include "cts/data/vl_dataset.hpp"
 
 namespace cts {
 namespace {
@@ -32,7 +33,7 @@ std::shared_ptr<const Dataset> resized(std::shared_ptr<TensorDataset> d, int64_t
 
 }  // namespace
 
-std::vector<std::string> dataset_names() { return {"fashion-mnist", "mnist", "cifar10", "cifar100", "imagefolder", "synthetic", "synthetic-patch"}; }
+std::vector<std::string> dataset_names() { return {"fashion-mnist", "mnist", "cifar10", "cifar100", "imagefolder", "synthetic", "synthetic-patch", "sort-of-clevr-vqa", "sort-of-clevr-caption"}; }
 
 std::vector<DatasetInfo> dataset_catalog() {
   std::vector<DatasetInfo> out;
@@ -60,12 +61,18 @@ std::vector<DatasetInfo> dataset_catalog() {
     } else if (name == "synthetic") {
       info.description = "generated: class patterns plus noise (data.num_classes, data.channels, data.image_size)";
       info.available = true;
+    } else if (name == "sort-of-clevr-vqa") {
+      info.description = "generated VQA (Santoro et al. 2017 scenes): 3 tasks (attributes, relations, new shapes), question -> one-word answer, RGB 48x48";
+      info.available = true;
+    } else if (name == "sort-of-clevr-caption") {
+      info.description = "generated captioning: 5 tasks split by the featured shape, prompt -> caption, RGB 48x48";
+      info.available = true;
     } else {
       info.description = "generated: the label is decided by one patch (attribution sanity checks)";
       info.available = true;
     }
     if (name == "imagefolder") info.status = "needs data.root";
-    else if (name.rfind("synthetic", 0) == 0) info.status = "generated on demand";
+    else if (name.rfind("synthetic", 0) == 0 || name.rfind("sort-of-clevr", 0) == 0) info.status = "generated on demand";
     else info.status = info.available ? "available at " + info.default_root : "not found at " + info.default_root + " (set data.root)";
     out.push_back(info);
   }
@@ -103,6 +110,11 @@ DatasetSplits open_dataset(const DataConfig& data, int64_t patch_size, uint64_t 
     s.train = train_subset(make_synthetic(o, 0), data.train_subset, data.subset_fraction, uint64_t(data.subset_seed));
     o.per_class = data.test_per_class > 0 ? data.test_per_class : 100;
     s.test = make_synthetic(o, 1);
+    return s;
+  } else if (data.name == "sort-of-clevr-vqa" || data.name == "sort-of-clevr-caption") {
+    // Per task (one class per task): data.train_per_class / test_per_class samples.
+    s = make_sort_of_clevr(data.name == "sort-of-clevr-vqa" ? "vqa" : "caption", data.image_size, data.train_per_class, data.test_per_class);
+    s.train = train_subset(s.train, data.train_subset, data.subset_fraction, uint64_t(data.subset_seed));
     return s;
   } else {
     throw_input("data.name = '{}' is not a known dataset; accepted: {}", data.name, fmt::join(dataset_names(), ", "));

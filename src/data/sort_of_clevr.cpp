@@ -68,6 +68,14 @@ void validate(const SortOfClevrOptions& o) {
     throw_input("sort-of-clevr: {} objects with {} colours; accepted: 2 .. the number of colours (each object has its own colour)", o.objects,
                 o.colors.size());
   if (o.object_size < 3) throw_input("sort-of-clevr: object size {} px; accepted: >= 3", o.object_size);
+  if (o.cell > 0) {
+    if (o.cell < o.object_size || o.image_size % o.cell != 0)
+      throw_input("sort-of-clevr: cells of {} px for objects of {} px on a {} px canvas; accepted: object_size <= cell, cell divides image_size", o.cell,
+                  o.object_size, o.image_size);
+    if (o.objects > (o.image_size / o.cell) * (o.image_size / o.cell))
+      throw_input("sort-of-clevr: {} objects do not fit {} cells", o.objects, (o.image_size / o.cell) * (o.image_size / o.cell));
+    return;
+  }
   // A loose capacity check: the objects' boxes (plus the 2 px gap) must cover at most a third of the canvas.
   const double box = double(o.object_size + 2);
   if (double(o.objects) * box * box > double(o.image_size * o.image_size) / 3.0)
@@ -84,10 +92,21 @@ Scene generate_scene(const SortOfClevrOptions& o, int64_t split, int64_t index) 
   for (size_t i = colors.size(); i > 1; --i) std::swap(colors[i - 1], colors[size_t(uniform(int64_t(i)))]);  // Fisher-Yates
   const int64_t h = o.object_size / 2, lo = h, span = o.image_size - 2 * h;
   const int64_t featured = o.featured_shape.empty() ? -1 : uniform(o.objects);
+  const int64_t cells_per_row = o.cell > 0 ? o.image_size / o.cell : 0;
+  std::vector<int64_t> cells(size_t(cells_per_row * cells_per_row));
+  for (size_t i = 0; i < cells.size(); ++i) cells[i] = int64_t(i);
   for (int64_t k = 0; k < o.objects; ++k) {
     SceneObject obj;
     obj.color = o.colors[colors[size_t(k)]];
     obj.shape = k == featured ? o.featured_shape : o.shapes[size_t(uniform(int64_t(o.shapes.size())))];
+    if (o.cell > 0) {  // a free cell, drawn without replacement
+      const int64_t left = int64_t(cells.size()) - k;
+      std::swap(cells[size_t(k)], cells[size_t(k + uniform(left))]);
+      obj.x = (cells[size_t(k)] % cells_per_row) * o.cell + o.cell / 2;
+      obj.y = (cells[size_t(k)] / cells_per_row) * o.cell + o.cell / 2;
+      s.objects.push_back(obj);
+      continue;
+    }
     for (int attempt = 0;; ++attempt) {
       if (attempt == 10000) throw_run("sort-of-clevr: could not place {} objects of {} px on {} px (scene {})", o.objects, o.object_size, o.image_size, index);
       obj.x = lo + uniform(span);

@@ -20,6 +20,27 @@ torch::Tensor extract_features(VisionTransformer& model, const Dataset& dataset,
   return torch::cat(out);
 }
 
+torch::Tensor extract_replay_features(VisionTransformer& model, const TokenBuffer& buffer, FillMode fill, double rescale, int64_t batch_size) {
+  EvalModeGuard eval(model, /*grad=*/false);
+  const bool drop = fill == FillMode::Drop;
+  const int64_t n = buffer.size(), batches = (n + batch_size - 1) / batch_size;
+  if (n == 0) return torch::zeros({0, model->config().embed_dim});
+  std::vector<torch::Tensor> out(static_cast<size_t>(batches));
+  parallel_jobs(batches, [&](int64_t k) {
+    torch::NoGradGuard no_grad;
+    const int64_t i = k * batch_size, b = std::min(batch_size, n - i);
+    auto batch = buffer.gather(torch::arange(i, i + b, torch::kInt64), !drop, drop);
+    TokenKeep keep;
+    keep.positions = batch.positions;
+    keep.fill = fill;
+    keep.rescale = rescale;
+    torch::Tensor tokens = drop ? model->forward_features_patches(model->normalize_patches(batch.patches), batch.positions, {&keep, nullptr})
+                                : model->forward_features(model->normalize(batch.images), {&keep, nullptr});
+    out[size_t(k)] = model->pre_logits(tokens).to(torch::kCPU, torch::kFloat32);
+  });
+  return torch::cat(out);
+}
+
 std::vector<MetricSpec> classification_metrics() {
   return {{"accuracy", "class-IL accuracy", "", "task_il_accuracy", true}, {"task_il_accuracy", "task-IL accuracy", "task_il", "", true}};
 }

@@ -8,10 +8,11 @@
 #include "cts/learners/linear_probe/linear_probe.hpp"
 #include "cts/learners/mae/mae.hpp"
 #include "cts/learners/vit_classifier/vit_classifier.hpp"
+#include "cts/learners/vl_decoder/vl_decoder.hpp"
 
 namespace cts {
 
-std::vector<std::string> learner_names() { return {"vit-classifier", "linear-probe", "dytox", "mae"}; }
+std::vector<std::string> learner_names() { return {"vit-classifier", "linear-probe", "dytox", "mae", "vl-decoder"}; }
 
 std::unique_ptr<Learner> make_learner(const LearnerContext& context) {
   const std::string& kind = context.model.learner;
@@ -24,6 +25,7 @@ std::unique_ptr<Learner> make_learner(const LearnerContext& context) {
   if (kind == "linear-probe") return std::make_unique<LinearProbe>(context);
   if (kind == "dytox") return std::make_unique<DyTox>(context);
   if (kind == "mae") return std::make_unique<MaskedAutoencoder>(context);
+  if (kind == "vl-decoder") return std::make_unique<VLDecoder>(context);
   throw_input("model.learner = '{}' is not known; accepted: {}", kind, fmt::join(learner_names(), ", "));
 }
 

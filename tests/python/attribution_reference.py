@@ -25,8 +25,9 @@ class ViT:
         self.depth = int(meta["cts.depth"])
         self.p = int(meta["cts.patch_size"])
 
-    def forward(self, x, key_scale=None, keep=False):
-        """Returns logits; with keep=True also the per-block activations (A requires grad)."""
+    def forward(self, x, key_scale=None, keep=False, head=True):
+        """Returns logits (head=False: the final-norm tokens [B, N, D]); with keep=True also the
+        per-block activations (A requires grad)."""
         w, D, H, p = self.w, self.D, self.H, self.p
         B = x.shape[0]
         tok = F.conv2d(x, w["patch_embed.proj.weight"], w["patch_embed.proj.bias"], stride=p).flatten(2).transpose(1, 2)
@@ -57,8 +58,8 @@ class ViT:
             acts.append(a)
         hn = F.layer_norm(h, (D,), w["norm.weight"], w["norm.bias"], eps=1e-6)
         self.cls = hn[:, 0]
-        logits = F.linear(self.cls, w["head.weight"], w["head.bias"])
-        return (logits, acts) if keep else logits
+        out = F.linear(self.cls, w["head.weight"], w["head.bias"]) if head else hn
+        return (out, acts) if keep else out
 
 
 def maps_and_grads(model, x, targets):
@@ -92,8 +93,12 @@ def chefer_generic(maps, grads):
     return r[:, 0, 1:]
 
 
-def atman(model, x, targets, f, kappa, similarity_rank):
-    """One perturbed forward per (sample, token), sequentially: no batching tricks."""
+def atman(model, x, targets, f, kappa, similarity_rank, loss=None):
+    """One perturbed forward per (sample, token), sequentially: no batching tricks. `loss(b,
+    key_scale)` replaces the classifier's cross-entropy of sample b (vl_reference.py)."""
+    if loss is None:
+        def loss(b, key_scale):
+            return F.cross_entropy(model.forward(x[b : b + 1], key_scale=key_scale), targets[b : b + 1])
     B = x.shape[0]
     w = model.w
     with torch.no_grad():
@@ -103,7 +108,7 @@ def atman(model, x, targets, f, kappa, similarity_rank):
         for b in range(B):
             e = emb[b] / emb[b].norm(dim=-1, keepdim=True)
             cos = e @ e.T
-            clean = F.cross_entropy(model.forward(x[b : b + 1], key_scale=torch.ones(1, T + 1)), targets[b : b + 1])
+            clean = loss(b, torch.ones(1, T + 1))
             for t in range(T):
                 scale = torch.ones(T + 1)
                 for j in range(T):
@@ -111,8 +116,7 @@ def atman(model, x, targets, f, kappa, similarity_rank):
                         scale[1 + j] = f
                     elif cos[t, j] >= kappa:
                         scale[1 + j] = (1 - f) * (1 - cos[t, j]) + f
-                ce = F.cross_entropy(model.forward(x[b : b + 1], key_scale=scale[None]), targets[b : b + 1])
-                out[b, t] = ce - clean
+                out[b, t] = loss(b, scale[None]) - clean
             if similarity_rank:
                 out[b] = cos[out[b].argmax()]
     return out
@@ -164,13 +168,21 @@ def lrp_add(a, b, r):
 
 def gradlrp(model, x, targets):
     maps, grads, logits, acts = maps_and_grads(model, x, targets)
-    w, D, H = model.w, model.D, model.H
+    w, D = model.w, model.D
     B, N = x.shape[0], maps[0].shape[-1]
-    dh = D // H
     r = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
     r_cls = lrp_linear(model.cls, w["head.weight"], r)
     R = torch.zeros(B, N, D)
     R[:, 0] = r_cls
+    return lrp_walk(model, acts, grads, R)
+
+
+def lrp_walk(model, acts, grads, R):
+    """Relevance R [B, N, D] of the last block's output through every block, then the
+    gradient-weighted relevance maps combined as in chefer_generic."""
+    w, D, H = model.w, model.D, model.H
+    B, N = R.shape[0], R.shape[1]
+    dh = D // H
     cams = [None] * model.depth
     for i in reversed(range(model.depth)):
         a, pre = acts[i], f"blocks.{i}."

@@ -12,6 +12,8 @@
 
 namespace cts {
 
+class Vocabulary;
+
 struct ImageShape {
   int64_t channels = 1, height = 28, width = 28;
   int64_t bytes() const { return channels * height * width; }
@@ -54,6 +56,11 @@ class Dataset {
   // datasets without one, the default).
   virtual bool has_payload() const { return false; }
   virtual Payload payloads(const torch::Tensor& indices) const { return {}; }
+  // Vision-language datasets (data/vl_dataset.hpp): the word vocabulary of their payloads and
+  // what the text is ("vqa": question -> answer, "caption": prompt -> caption); null / "" for
+  // image-only datasets.
+  virtual std::shared_ptr<const Vocabulary> vocabulary() const { return nullptr; }
+  virtual std::string text_task() const { return ""; }
 };
 
 // A dataset held in memory as one uint8 tensor.
@@ -96,6 +103,8 @@ class SubsetDataset : public Dataset {
   Payload payloads(const torch::Tensor& indices) const override {
     return base_->payloads(indices_.index_select(0, indices.to(torch::kInt64)));
   }
+  std::shared_ptr<const Vocabulary> vocabulary() const override { return base_->vocabulary(); }
+  std::string text_task() const override { return base_->text_task(); }
 
  private:
   std::shared_ptr<const Dataset> base_;

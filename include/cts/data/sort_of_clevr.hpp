@@ -5,7 +5,8 @@
 //
 // A scene: `objects` objects of distinct colours (red, green, blue, orange, gray, yellow, ...),
 // each a shape from `shapes` (square, circle; also triangle, cross, diamond), side
-// `object_size`, centres drawn uniformly with no two objects' boxes closer than 2 px. With
+// `object_size`, centres drawn uniformly with no two objects' boxes closer than 2 px (or, with
+// `cell`, at the centres of distinct grid cells drawn uniformly). With
 // `featured_shape` set, at least one object has that shape (captioning tasks split by the
 // object kind the scenes feature, as the paper splits COCO by object class).
 // Questions, one per colour and family (answers are single words):
@@ -33,6 +34,9 @@ struct SortOfClevrOptions {
   std::vector<std::string> colors{"red", "green", "blue", "orange", "gray", "yellow"};
   std::vector<std::string> shapes{"square", "circle"};
   std::string featured_shape;  // empty: none
+  // > 0: objects sit at the centres of distinct cells of a grid of `cell` px (with cell = the
+  // model's patch size, each object is one token); 0: centres anywhere (the original).
+  int64_t cell = 0;
   uint64_t seed = 0;
 };
 

@@ -11,12 +11,16 @@
 #include "cts/data/dataset.hpp"
 #include "cts/data/task_split.hpp"
 #include "cts/eval/metrics.hpp"
+#include "cts/memory/token_buffer.hpp"
 #include "cts/models/vit.hpp"
 
 namespace cts {
 
 // Pre-logits features [N, D] (float, CPU) of dataset samples, full inputs, eval mode.
 torch::Tensor extract_features(VisionTransformer& model, const Dataset& dataset, const torch::Tensor& indices, int64_t batch_size);
+// Pre-logits features [n, D] (float, CPU) of every buffer sample as replay presents it (kept
+// tokens, `fill`, kept embeddings times `rescale`), eval mode.
+torch::Tensor extract_replay_features(VisionTransformer& model, const TokenBuffer& buffer, FillMode fill, double rescale, int64_t batch_size);
 
 struct TaskAccuracy {
   double class_il = NAN;  // NaN for tasks not trained yet

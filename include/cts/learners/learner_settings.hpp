@@ -30,10 +30,20 @@ struct MaeSettings {
   bool norm_pix_loss = true;  // targets normalised per patch (MAE's default for better features)
 };
 
+// The vl-decoder learner (`vl.*`): its text decoder and how it generates.
+struct VLSettings {
+  int64_t decoder_dim = 0;    // width; 0: the encoder's
+  int64_t decoder_depth = 2;  // decoder blocks (causal self-attention, cross-attention, MLP)
+  int64_t decoder_heads = 4;  // attention heads (divide the width)
+  int64_t max_length = 32;    // generated tokens at most, <eos> included
+  int64_t beam_size = 1;      // 1: greedy decoding; k > 1: beam search of width k
+};
+
 struct LearnerSettings {
   ClassifierSettings classifier;
   DyToxSettings dytox;
   MaeSettings mae;
+  VLSettings vl;
 };
 
 }  // namespace cts

@@ -66,24 +66,7 @@ torch::Tensor ViTClassifierMemoryModel::sample_features(const Dataset& data, con
 }
 
 torch::Tensor ViTClassifierMemoryModel::replay_features(const TokenBuffer& buffer, FillMode fill, double rescale, int64_t batch_size) {
-  EvalModeGuard eval(model_, /*grad=*/false);
-  const bool drop = fill == FillMode::Drop;
-  const int64_t n = buffer.size(), batches = (n + batch_size - 1) / batch_size;
-  if (n == 0) return torch::zeros({0, model_->config().embed_dim});
-  std::vector<torch::Tensor> out(static_cast<size_t>(batches));
-  parallel_jobs(batches, [&](int64_t k) {
-    torch::NoGradGuard no_grad;
-    const int64_t i = k * batch_size, b = std::min(batch_size, n - i);
-    auto batch = buffer.gather(torch::arange(i, i + b, torch::kInt64), !drop, drop);
-    TokenKeep keep;
-    keep.positions = batch.positions;
-    keep.fill = fill;
-    keep.rescale = rescale;
-    torch::Tensor tokens = drop ? model_->forward_features_patches(model_->normalize_patches(batch.patches), batch.positions, {&keep, nullptr})
-                                : model_->forward_features(model_->normalize(batch.images), {&keep, nullptr});
-    out[size_t(k)] = model_->pre_logits(tokens).to(torch::kCPU, torch::kFloat32);
-  });
-  return torch::cat(out);
+  return extract_replay_features(model_, buffer, fill, rescale, batch_size);
 }
 
 // ------------------------------------------------------------------ learner
