@@ -338,22 +338,25 @@ Generation VLDecoder::beam(const torch::Tensor& tokens, const std::vector<int64_
   return {best->ids, best->lp};
 }
 
-std::vector<Generation> VLDecoder::generate(const torch::Tensor& images_u8, const std::vector<std::vector<int64_t>>& prefixes, int64_t beam_size,
-                                            int64_t max_length) {
-  EvalModeGuard eval(encoder_, /*grad=*/false);
-  const bool was = set_training(false);
+std::vector<Generation> VLDecoder::generate_eval(const torch::Tensor& images_u8, const std::vector<std::vector<int64_t>>& prefixes, int64_t beam_size,
+                                                 int64_t max_length) {
   torch::NoGradGuard no_grad;
   auto tokens = encoder_->forward_features(encoder_->normalize(images_u8));
+  if (beam_size <= 1) return greedy(tokens, prefixes, max_length);
   std::vector<Generation> out;
-  if (beam_size <= 1) out = greedy(tokens, prefixes, max_length);
-  else
-    for (size_t i = 0; i < prefixes.size(); ++i) out.push_back(beam(tokens.narrow(0, int64_t(i), 1), prefixes[i], beam_size, max_length));
+  for (size_t i = 0; i < prefixes.size(); ++i) out.push_back(beam(tokens.narrow(0, int64_t(i), 1), prefixes[i], beam_size, max_length));
+  return out;
+}
+
+std::vector<Generation> VLDecoder::generate(const torch::Tensor& images_u8, const std::vector<std::vector<int64_t>>& prefixes, int64_t beam_size,
+                                            int64_t max_length) {
+  const bool was = set_training(false);
+  auto out = generate_eval(images_u8, prefixes, beam_size, max_length);
   set_training(was);
   return out;
 }
 
 torch::Tensor VLDecoder::log_likelihood(const torch::Tensor& images_u8, const Payload& payload) {
-  EvalModeGuard eval(encoder_, /*grad=*/false);
   const bool was = set_training(false);
   torch::NoGradGuard no_grad;
   const auto tb = teacher_batch(payload, "log_likelihood");
@@ -384,7 +387,7 @@ std::vector<TaskScores> VLDecoder::evaluate(const Dataset& test, int64_t tasks_t
         prefixes.push_back(s.prefix);
         refs[size_t(i0 + i)] = vocab_->decode(s.target);
       }
-      const auto gen = generate(test.images(ids), prefixes, settings_.beam_size, settings_.max_length);
+      const auto gen = generate_eval(test.images(ids), prefixes, settings_.beam_size, settings_.max_length);
       for (int64_t i = 0; i < b; ++i) hyps[size_t(i0 + i)] = vocab_->decode(gen[size_t(i)].ids);
     });
     auto& s = out[size_t(t)];
@@ -432,7 +435,7 @@ std::unique_ptr<ExplainedModel> VLDecoder::explained(const SampleBatch& batch, E
   if (target == ExplainTarget::Predicted) {
     std::vector<std::vector<int64_t>> prefixes;
     for (int64_t i = 0; i < batch.payload.size(); ++i) prefixes.push_back(split_vl_payload(batch.payload.sample(i), "attribution batch").prefix);
-    const auto gen = generate(batch.images, prefixes, 1, settings_.max_length);
+    const auto gen = generate_eval(batch.images, prefixes, 1, settings_.max_length);  // no dropout: the same in either mode
     std::vector<int32_t> values;
     std::vector<int64_t> lengths;
     for (size_t i = 0; i < prefixes.size(); ++i) {

@@ -155,6 +155,16 @@ TEST(VLDecoder, GenerationMatchesTeacherForcingAndBruteForce) {
     ++ended;
     EXPECT_NEAR(ll[i].item<double>(), greedy[size_t(i)].log_likelihood, 1e-4) << i;
   }
+  // ExplainTarget::Predicted explains the model's own greedy output.
+  {
+    SampleBatch b{images, f.data.test->labels().narrow(0, 0, n), torch::arange(n), f.data.test->payloads(torch::arange(n))};
+    auto e = m.explained(b, ExplainTarget::Predicted);
+    torch::NoGradGuard ng;
+    m.set_training(false);
+    auto score = e->score(m.encoder()->forward_features(m.encoder()->normalize(images)), {});
+    for (int64_t i = 0; i < n; ++i)
+      if (greedy[size_t(i)].ids.back() == kEos) EXPECT_NEAR(score[i].item<double>(), greedy[size_t(i)].log_likelihood, 1e-4) << i;
+  }
   // Brute force over every sequence of at most 2 tokens (y1 = <eos>, or y1 y2 cut by the limit).
   m.set_training(false);
   torch::NoGradGuard ng;

@@ -131,6 +131,9 @@ class VLDecoder : public Learner {
   std::vector<std::pair<std::string, torch::Tensor>> encoder_parameters() const;  // timm names, no head
   std::vector<Generation> greedy(const torch::Tensor& tokens, const std::vector<std::vector<int64_t>>& prefixes, int64_t max_length);
   Generation beam(const torch::Tensor& tokens, const std::vector<int64_t>& prefix, int64_t beam_size, int64_t max_length);
+  // generate() for a model already in eval mode (parallel evaluation jobs never set the mode).
+  std::vector<Generation> generate_eval(const torch::Tensor& images_u8, const std::vector<std::vector<int64_t>>& prefixes, int64_t beam_size,
+                                        int64_t max_length);
 
   torch::Device device_;
   const TaskSplit& split_;
