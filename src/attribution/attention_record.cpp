@@ -53,6 +53,7 @@ AttentionRecord record_attention(ExplainedModel& explained, const torch::Tensor&
   }
   for (auto& m : probe.maps) rec.maps.push_back(m.detach());
   rec.block0_input = probe.block_inputs.front().detach();
+  rec.tokens = tokens.detach();
   return rec;
 }
 

@@ -1,4 +1,5 @@
-// chefer-generic:  R = I;  R += mean_h((∇A_b ⊙ A_b)^+) R  for every block b;  relevance = R[0, 1:].
+// chefer-generic:  R = I;  R += mean_h((∇A_b ⊙ A_b)^+) R  for every block b;  relevance = R[0, 1:]
+// (an encoder-decoder model reads R through its decoder instead: ExplainedModel::token_relevance).
 #include "cts/attribution/chefer_generic.hpp"
 
 #include "cts/attribution/attention_record.hpp"
@@ -16,7 +17,7 @@ torch::Tensor CheferGenericTokenSelector::score_tokens(ExplainedModel& model, co
     auto cam = (rec.grads[b] * rec.maps[b]).clamp_min(0).mean(1);  // [B, N, N]
     r = r + torch::matmul(cam, r);
   }
-  return cls_row_relevance(r);
+  return model.token_relevance(r, rec.tokens, /*gradient_weighted=*/true);
 }
 
 }  // namespace cts

@@ -8,6 +8,10 @@
 
 namespace cts {
 
+torch::Tensor ExplainedModel::token_relevance(const torch::Tensor& r, const torch::Tensor&, bool) {
+  return r.select(1, 0).narrow(1, 1, r.size(2) - 1).to(torch::kCPU, torch::kFloat32).contiguous();  // the CLS row
+}
+
 ClassifierExplained::ClassifierExplained(VisionTransformer& model, const torch::Tensor& targets, const std::string& method) : model_(model) {
   if (targets.dim() != 1) throw_input("{}: targets must be [B], got {}", method, shape_str(targets.sizes()));
   if (targets.numel() > 0) {

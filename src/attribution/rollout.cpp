@@ -1,4 +1,5 @@
-// rollout:  Â_b = rownorm(mean_h(A_b) + I);  C = Â_B ··· Â_1;  relevance = C[0, 1:].
+// rollout:  Â_b = rownorm(mean_h(A_b) + I);  C = Â_B ··· Â_1;  relevance = C[0, 1:]
+// (an encoder-decoder model reads C through its decoder instead: ExplainedModel::token_relevance).
 #include "cts/attribution/rollout.hpp"
 
 #include "cts/attribution/attention_record.hpp"
@@ -23,7 +24,7 @@ torch::Tensor RolloutTokenSelector::score_tokens(ExplainedModel& model, const to
   auto& vit = require_encoder(model, name());
   torch::NoGradGuard no_grad;
   auto rec = record_attention(model, vit->normalize(images_u8), /*with_grads=*/false);
-  return cls_row_relevance(attention_rollout(rec.maps));
+  return model.token_relevance(attention_rollout(rec.maps), rec.tokens, /*gradient_weighted=*/false);
 }
 
 }  // namespace cts

@@ -20,6 +20,7 @@ struct AttentionRecord {
   std::vector<torch::Tensor> grads;  // per block [B, Hd, N, N] dL/dA_b (empty unless requested)
   torch::Tensor score;               // [B] the explained score, detached (with grads only)
   torch::Tensor block0_input;        // [B, N, D] token sequence entering block 0, detached
+  torch::Tensor tokens;              // [B, N, D] the encoder's final-norm tokens, detached
 };
 
 // x: normalised images [B, C, H, W] on the encoder's device.

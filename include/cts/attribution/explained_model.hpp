@@ -32,6 +32,13 @@ class ExplainedModel {
   // starts there): the score's relevance propagated through the model's output layers with
   // the alpha-beta rule (lrp.hpp).
   virtual torch::Tensor output_relevance(const torch::Tensor& tokens, double alpha) = 0;
+  // The relevance [B, T] (float, CPU) of the patch tokens from the encoder's token-to-token
+  // relevance R [B, N, N] (rollout: the joint attention; chefer-generic: R after the last
+  // block) and the encoder's final-norm tokens [B, N, D] of the same images; `gradient_weighted`:
+  // chefer-generic (attention weighted by the score's gradients) or rollout (attention alone).
+  // A classifier reads the CLS row, R[0, 1:] (the default); an encoder-decoder model carries R
+  // through its decoder's attention to the text it explains.
+  virtual torch::Tensor token_relevance(const torch::Tensor& encoder_relevance, const torch::Tensor& tokens, bool gradient_weighted);
 };
 
 // A ViT classifier (its own `head` on the CLS token) explained for target head indices [B]:

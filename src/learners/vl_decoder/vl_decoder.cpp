@@ -61,12 +61,15 @@ torch::Tensor label_counts(const torch::Tensor& labels) { return labels.ge(0).su
 
 // Multi-head attention of queries q [B, Lq, D] over keys / values [B, Lk, D]; `allowed` is a
 // bool mask broadcastable to [B, H, Lq, Lk] (undefined: every key).
-torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t heads, const torch::Tensor& allowed) {
+torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t heads, const torch::Tensor& allowed,
+                     std::vector<torch::Tensor>* keep = nullptr) {
   const int64_t B = q.size(0), Lq = q.size(1), Lk = k.size(1), D = q.size(2), dh = D / heads;
   auto split = [&](const torch::Tensor& x, int64_t L) { return x.reshape({B, L, heads, dh}).transpose(1, 2); };
   auto scores = torch::matmul(split(q, Lq), split(k, Lk).transpose(-2, -1)) * (1.0 / std::sqrt(double(dh)));
   if (allowed.defined()) scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
-  auto out = torch::matmul(torch::softmax(scores, -1), split(v, Lk));
+  auto probs = torch::softmax(scores, -1);  // [B, H, Lq, Lk]
+  if (keep) keep->push_back(probs);
+  auto out = torch::matmul(probs, split(v, Lk));
   return out.transpose(1, 2).reshape({B, Lq, D});
 }
 
@@ -86,15 +89,15 @@ DecoderBlockImpl::DecoderBlockImpl(int64_t dim, int64_t h, double ln_eps) : head
   fc2 = register_module("fc2", torch::nn::Linear(4 * dim, dim));
 }
 
-torch::Tensor DecoderBlockImpl::forward(const torch::Tensor& h, const torch::Tensor& memory, const torch::Tensor& memory_valid) {
+torch::Tensor DecoderBlockImpl::forward(const torch::Tensor& h, const torch::Tensor& memory, const torch::Tensor& memory_valid, DecoderAttention* probe) {
   const int64_t L = h.size(1);
   auto causal = torch::ones({L, L}, torch::TensorOptions().dtype(torch::kBool).device(h.device())).tril();  // [Lq, Lk]: j <= i
   auto qkv = self_qkv(norm1(h)).chunk(3, -1);
-  auto a = h + self_proj(attend(qkv[0], qkv[1], qkv[2], heads, causal));
+  auto a = h + self_proj(attend(qkv[0], qkv[1], qkv[2], heads, causal, probe ? &probe->self : nullptr));
   auto kv = cross_kv(memory).chunk(2, -1);
   torch::Tensor allowed;
   if (memory_valid.defined()) allowed = memory_valid.to(torch::kBool).view({memory_valid.size(0), 1, 1, memory_valid.size(1)});
-  auto c = a + cross_proj(attend(cross_q(norm2(a)), kv[0], kv[1], heads, allowed));
+  auto c = a + cross_proj(attend(cross_q(norm2(a)), kv[0], kv[1], heads, allowed, probe ? &probe->cross : nullptr));
   return c + fc2(torch::gelu(fc1(norm3(c))));
 }
 
@@ -115,12 +118,13 @@ TextDecoderImpl::TextDecoderImpl(int64_t vocab, int64_t max_positions, int64_t e
   out_bias = register_parameter("out_bias", torch::zeros({vocab}));
 }
 
-torch::Tensor TextDecoderImpl::states(const torch::Tensor& ids, const torch::Tensor& image_tokens, const torch::Tensor& image_valid) {
+torch::Tensor TextDecoderImpl::states(const torch::Tensor& ids, const torch::Tensor& image_tokens, const torch::Tensor& image_valid,
+                                      DecoderAttention* probe) {
   const int64_t L = ids.size(1);
   if (L > pos.size(1)) throw_run("vl-decoder: a text of {} tokens exceeds the decoder's {} positions", L, pos.size(1));
   auto h = embed(ids) + pos.narrow(1, 0, L);
   auto m = memory_proj(image_tokens);
-  for (auto& b : blocks->children()) h = std::static_pointer_cast<DecoderBlockImpl>(b)->forward(h, m, image_valid);
+  for (auto& b : blocks->children()) h = std::static_pointer_cast<DecoderBlockImpl>(b)->forward(h, m, image_valid, probe);
   return norm(h);
 }
 
@@ -150,6 +154,39 @@ class VLExplained : public ExplainedModel {
     auto s = score(z, {}).sum();
     auto g = torch::autograd::grad({s}, {z})[0];
     return (z * g).detach();
+  }
+  // The encoder's relevance R^{ii} carried to the explained text through the decoder (the
+  // additive rules of Chefer et al. 2021b, learners/vl_decoder/vl_decoder.hpp), read at the
+  // positions that predict the target.
+  torch::Tensor token_relevance(const torch::Tensor& encoder_relevance, const torch::Tensor& tokens, bool gradient_weighted) override {
+    torch::AutoGradMode grad(true);
+    auto z = tokens.detach().requires_grad_(true);
+    DecoderAttention att;
+    auto score = sequence_log_likelihood(decoder_->forward(input_, z, {}, &att), labels_);
+    std::vector<torch::Tensor> maps = att.self, grads;
+    maps.insert(maps.end(), att.cross.begin(), att.cross.end());
+    if (gradient_weighted) grads = torch::autograd::grad({score.sum()}, maps, {}, false, false, /*allow_unused=*/true);
+    torch::NoGradGuard no_grad;
+    auto bar = [&](size_t i) {  // Ā: mean over heads of (∇A ⊙ A)^+, or of A
+      const auto a = maps[i].detach();
+      if (!gradient_weighted) return a.mean(1);
+      return grads[i].defined() ? (grads[i] * a).clamp_min(0).mean(1) : torch::zeros_like(a.mean(1));
+    };
+    auto r_ii = encoder_relevance.to(z.dtype());
+    if (gradient_weighted) {  // R̄ = (R − I) with rows scaled to sum 1 (0 where empty), + I
+      const auto eye = torch::eye(r_ii.size(1), r_ii.options());
+      auto res = r_ii - eye;
+      const auto sum = res.sum(-1, true);
+      r_ii = torch::where(sum.abs() > 0, res / torch::where(sum.abs() > 0, sum, torch::ones_like(sum)), torch::zeros_like(res)) + eye;
+    }
+    const size_t depth = att.self.size();
+    auto r_ti = torch::zeros({z.size(0), input_.size(1), z.size(1)}, z.options());  // [B, L, N]
+    for (size_t b = 0; b < depth; ++b) {
+      r_ti = r_ti + torch::matmul(bar(b), r_ti);                   // self-attention: R^{ti} += Ā^{tt} R^{ti}
+      r_ti = r_ti + torch::matmul(bar(depth + b), r_ii);           // cross-attention: R^{ti} += Ā^{ti} R̄^{ii}
+    }
+    auto rel = (r_ti * labels_.ge(0).to(r_ti.dtype()).unsqueeze(-1)).sum(1);  // Σ over the scored positions
+    return rel.narrow(1, 1, rel.size(1) - 1).to(torch::kCPU, torch::kFloat32).contiguous();
   }
 
  private:

@@ -316,7 +316,7 @@ TEST(PythonVLDecoder, RelevanceMatchesIndependentPyTorchReference) {
                                       {"log_likelihood", m.log_likelihood(b.images, b.payload), ""},
                                       {"atman_factor", torch::full({1}, o.atman_factor, torch::kFloat64), ""},
                                       {"atman_kappa", torch::full({1}, o.atman_kappa, torch::kFloat64), ""}};
-  for (const std::string name : {"gradcam", "chefer-generic", "gradlrp", "atman"}) {
+  for (const std::string name : {"rollout", "gradcam", "chefer-generic", "gradlrp", "atman"}) {
     std::string key = "rel_" + name;
     std::replace(key.begin(), key.end(), '-', '_');
     t.push_back({key, make_token_selector(name, o)->relevance(*m.explained(b, ExplainTarget::Label), b.images, b.ids), ""});

@@ -26,6 +26,20 @@
 // greedy output); AtMan's loss is the mean NLL; gradlrp's relevance of the encoder's output
 // tokens is gradient × input of that score (the relevance entering the encoder through the
 // cross-attention, first-order rule), then walks the encoder as for the classifier.
+// rollout and chefer-generic carry the encoder's token-to-token relevance R^{ii} (joint
+// attention / generic-rule relevance) through the decoder to the text, with the additive
+// rules of Chefer et al. 2021b ("Generic attention-model explainability for bi-modal and
+// encoder-decoder transformers"), Ā_b = mean_h (∇A_b ⊙ A_b)^+ (chefer-generic; gradients of the
+// sequence log-likelihood) or mean_h A_b (rollout):
+//   R^{ti} = 0 [L, N];  per decoder block b:  R^{ti} += Ā^{tt}_b R^{ti}   (causal self-attention)
+//                                              R^{ti} += Ā^{ti}_b R̄^{ii}  (cross-attention)
+//   R̄^{ii} = (R^{ii} − I) with rows scaled to sum 1, + I (chefer-generic; rollout's joint
+//   attention already has rows summing to 1 and is used as it is);
+//   relevance of patch t = Σ_{j scored} R^{ti}[j, 1 + t]   (j: the positions predicting the target).
+// The paper's cross-attention rule also multiplies by the text side's own normalised
+// relevance (R̄^{tt})ᵀ; here the text positions' mixing is carried by the self-attention rule
+// alone (each position's row of R^{ti} collects what reached it), which keeps R^{ti} a sum of
+// attention paths from a scored position down to the image tokens.
 // Weights: model.safetensors = the encoder (timm names, no head) + decoder.* + the vocabulary
 // in the metadata (cts.vocabulary); vocabulary.json next to it. model.weights loads a ViT
 // encoder (e.g. the MAE or classifier weights; a head is ignored).
@@ -53,10 +67,16 @@ TeacherBatch teacher_batch(const Payload& payload, const std::string& origin);
 // Per-sample Σ_j log p(y_j) over the labelled positions, [B] float: logits [B, L, V], labels [B, L].
 torch::Tensor sequence_log_likelihood(const torch::Tensor& logits, const torch::Tensor& labels);
 
+// The decoder's attention probabilities, per block (attribution): self [B, H, L, L], cross
+// [B, H, L, N]; in the autograd graph.
+struct DecoderAttention {
+  std::vector<torch::Tensor> self, cross;
+};
+
 struct DecoderBlockImpl : torch::nn::Module {
   DecoderBlockImpl(int64_t dim, int64_t heads, double ln_eps);
   // h [B, L, D], memory m [B, N, D], memory_valid [B, N] bool or undefined.
-  torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& memory, const torch::Tensor& memory_valid);
+  torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& memory, const torch::Tensor& memory_valid, DecoderAttention* probe = nullptr);
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr};
   torch::nn::Linear self_qkv{nullptr}, self_proj{nullptr}, cross_q{nullptr}, cross_kv{nullptr}, cross_proj{nullptr}, fc1{nullptr}, fc2{nullptr};
   int64_t heads;
@@ -66,10 +86,11 @@ TORCH_MODULE(DecoderBlock);
 struct TextDecoderImpl : torch::nn::Module {
   TextDecoderImpl(int64_t vocab, int64_t max_positions, int64_t encoder_dim, int64_t dim, int64_t depth, int64_t heads, double ln_eps, uint64_t seed);
   // ids [B, L] int64, image tokens z [B, N, D_e] (+ valid [B, N]) -> final-norm states [B, L, D].
-  torch::Tensor states(const torch::Tensor& ids, const torch::Tensor& image_tokens, const torch::Tensor& image_valid);
+  torch::Tensor states(const torch::Tensor& ids, const torch::Tensor& image_tokens, const torch::Tensor& image_valid, DecoderAttention* probe = nullptr);
   torch::Tensor logits(const torch::Tensor& states);  // [B, L, V]
-  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& image_tokens, const torch::Tensor& image_valid) {
-    return logits(states(ids, image_tokens, image_valid));
+  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& image_tokens, const torch::Tensor& image_valid,
+                        DecoderAttention* probe = nullptr) {
+    return logits(states(ids, image_tokens, image_valid, probe));
   }
   int64_t max_positions() const { return pos.size(1); }
 
