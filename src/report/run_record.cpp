@@ -183,6 +183,9 @@ nlohmann::json metrics_json(const RunRecord& r, const MemoryFractions& fr) {
   const auto m = r.metrics();
   nlohmann::json j;
   for (const auto& spec : r.metric_specs) j[spec.name + "_matrix"] = matrix_json(r.matrix(spec.name));
+  // What the top-level averages are of (the learner's primary metric, e.g. class-IL accuracy,
+  // VQA exact match, BLEU-4), for tables that read them.
+  if (!r.metric_specs.empty()) j["primary_metric"] = {{"name", r.metric_specs.front().name}, {"title", r.metric_specs.front().title}};
   j["average_accuracy"] = m.average_accuracy;
   j["final_average_accuracy"] = r.tasks_done ? nlohmann::json(m.final_average_accuracy) : nlohmann::json(nullptr);
   j["average_incremental_accuracy"] = r.tasks_done ? nlohmann::json(m.average_incremental_accuracy) : nlohmann::json(nullptr);

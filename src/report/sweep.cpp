@@ -348,9 +348,23 @@ std::string summarize_sweep(const std::filesystem::path& out, const std::vector<
   std::string csv;
   for (const auto& a : axes) csv += a.key + ",";
   csv += "seed,status,final_average_accuracy,final_task_il_accuracy,average_incremental_accuracy,forgetting,bwt,fwt,memory_fraction,memory_bytes_fraction,memory_bytes,memory_samples,memory_tokens,seconds,run_dir\n";
+  // The runs' primary metric (metrics.json primary_metric; class-IL accuracy when absent).
+  std::string metric = "class-IL accuracy";
+  bool found = false;
+  for (const auto& c : cells) {
+    for (auto seed : seeds) {
+      const auto dir = out / c.name / seed_dir(seed);
+      if (found || !run_finished(dir)) continue;
+      const auto j = nlohmann::json::parse(read_file(dir / "metrics.json"));
+      if (j.contains("primary_metric") && j["primary_metric"].contains("title")) metric = j["primary_metric"]["title"].get<std::string>();
+      found = true;
+    }
+  }
+  const std::string short_name = metric == "class-IL accuracy" ? "acc." : metric;
   std::string md = "| ";
   for (const auto& a : axes) md += a.key + " | ";
-  md += "seeds | final avg. acc. (%) | final task-IL acc. (%) | avg. incr. acc. (%) | forgetting (%) | memory (tokens %) | memory (bytes) | time (s) |\n|";
+  md += fmt::format("seeds | final avg. {} (%) | final task-IL acc. (%) | avg. incr. {} (%) | forgetting (%) | memory (tokens %) | memory (bytes) | time (s) |\n|",
+                    short_name, short_name);
   for (size_t i = 0; i < axes.size() + 8; ++i) md += "---|";
   md += "\n";
   std::vector<std::vector<double>> final_acc, task_il;
@@ -387,7 +401,7 @@ std::string summarize_sweep(const std::filesystem::path& out, const std::vector<
                       std::isfinite(frac) ? fmt::format("{:.3f}", 100 * frac) : "–", std::isfinite(bytes) ? fmt::format("{:.0f}", bytes) : "–",
                       st.n ? fmt::format("{:.0f}", st.mean) : "–");
   }
-  md += pivot_markdown(axes, cells, final_acc, seeds.size(), "Final average class-IL accuracy");
+  md += pivot_markdown(axes, cells, final_acc, seeds.size(), "Final average " + metric);
   bool any_task_il = false;
   for (const auto& t : task_il) any_task_il = any_task_il || !t.empty();
   if (any_task_il) md += pivot_markdown(axes, cells, task_il, seeds.size(), "Final average task-IL accuracy");

@@ -21,6 +21,7 @@
 #include "cts/learners/registry.hpp"
 #include "cts/learners/vl_decoder/vl_decoder.hpp"
 #include "cts/memory/token_buffer.hpp"
+#include "cts/report/sweep.hpp"
 #include "cts/train/loop.hpp"
 #include "test_util.hpp"
 
@@ -270,6 +271,13 @@ TEST(VLDecoder, SequencesRunWithACoreTokensetAndKeepTheirText) {
       for (const auto& v : last) EXPECT_TRUE(v.is_number() && v.get<double>() >= 0.0 && v.get<double>() <= 1.0) << key << m.dump();
     }
     EXPECT_FALSE(m.contains("accuracy_matrix"));
+    EXPECT_EQ(m["primary_metric"]["title"], task == "vqa" ? "VQA exact match" : "BLEU-4");
+    // A sweep's table names the metric its averages are of.
+    const auto cell = dir / ("sweep-" + task) / "strategy-core-tokenset" / "seed-0";
+    std::filesystem::create_directories(cell.parent_path());
+    std::filesystem::copy(dir / task, cell, std::filesystem::copy_options::recursive);
+    const auto md = summarize_sweep(dir / ("sweep-" + task), {GridAxis{"memory.strategy", {"core-tokenset"}}}, {0});
+    EXPECT_NE(md.find(task == "vqa" ? "final avg. VQA exact match (%)" : "final avg. BLEU-4 (%)"), std::string::npos) << md;
     auto buf = TokenBuffer::load(dir / task / "buffer.safetensors");
     ASSERT_TRUE(buf.has_payload());
     const int64_t per_task = 10;  // 25 % of 40 samples
