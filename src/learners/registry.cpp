@@ -12,6 +12,30 @@
 
 namespace cts {
 
+std::vector<std::pair<std::string, torch::Tensor>> encoder_parameters_without_head(const VisionTransformer& encoder) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& [name, t] : encoder->state())
+    if (name.rfind("head.", 0) != 0) out.emplace_back(name, t);
+  return out;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> prefixed_parameters(const torch::nn::Module& module, const std::string& prefix) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& p : module.named_parameters()) out.emplace_back(prefix + p.key(), p.value());
+  return out;
+}
+
+void copy_named_tensors(const std::map<std::string, torch::Tensor>& into, const std::map<std::string, torch::Tensor>& from, const std::string& who) {
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, t] : into) {
+    auto it = from.find(name);
+    if (it == from.end()) throw_input("{}: tensor {} is missing", who, name);
+    if (it->second.sizes() != t.sizes())
+      throw_input("{}: tensor {} has shape [{}], the model [{}]", who, name, fmt::join(it->second.sizes(), ", "), fmt::join(t.sizes(), ", "));
+    t.detach().copy_(it->second);
+  }
+}
+
 std::vector<std::string> learner_names() { return {"vit-classifier", "linear-probe", "dytox", "mae", "vl-decoder"}; }
 
 std::unique_ptr<Learner> make_learner(const LearnerContext& context) {

@@ -98,6 +98,15 @@ struct FinetunePhase {
   double lr = 0.0;
 };
 
+// Helpers of learners built from a ViT encoder and a module of their own (mae, vl-decoder).
+// The encoder's parameters by timm name without the head (never used or saved by them).
+std::vector<std::pair<std::string, torch::Tensor>> encoder_parameters_without_head(const VisionTransformer& encoder);
+// A module's parameters by name, each prefixed with `prefix` (e.g. "decoder.").
+std::vector<std::pair<std::string, torch::Tensor>> prefixed_parameters(const torch::nn::Module& module, const std::string& prefix);
+// Copies every tensor of `into` from the same name in `from` (no autograd); InputError naming
+// `who` for a missing tensor or a shape mismatch.
+void copy_named_tensors(const std::map<std::string, torch::Tensor>& into, const std::map<std::string, torch::Tensor>& from, const std::string& who);
+
 class Learner : public MemoryModel {
  public:
   ~Learner() override = default;

@@ -87,18 +87,9 @@ std::vector<MetricSpec> MaskedAutoencoder::metrics() const {
   return {r2};
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> MaskedAutoencoder::decoder_parameters() const {
-  std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (const auto& p : decoder_.named_parameters()) out.emplace_back("decoder." + p.key(), p.value());
-  return out;
-}
+std::vector<std::pair<std::string, torch::Tensor>> MaskedAutoencoder::decoder_parameters() const { return prefixed_parameters(decoder_, "decoder."); }
 
-std::vector<std::pair<std::string, torch::Tensor>> MaskedAutoencoder::encoder_parameters() const {
-  std::vector<std::pair<std::string, torch::Tensor>> out;  // the ViT's head is never used or saved
-  for (const auto& [name, t] : encoder_->state())
-    if (name.rfind("head.", 0) != 0) out.emplace_back(name, t);
-  return out;
-}
+std::vector<std::pair<std::string, torch::Tensor>> MaskedAutoencoder::encoder_parameters() const { return encoder_parameters_without_head(encoder_); }
 
 std::vector<std::pair<std::string, torch::Tensor>> MaskedAutoencoder::trainable_parameters() {
   auto out = encoder_parameters();
@@ -196,13 +187,7 @@ std::map<std::string, torch::Tensor> MaskedAutoencoder::state_tensors() const {
 }
 
 void MaskedAutoencoder::load_state(const nlohmann::json&, const std::map<std::string, torch::Tensor>& tensors) {
-  torch::NoGradGuard no_grad;
-  for (auto& [name, t] : state_tensors()) {
-    auto it = tensors.find(name);
-    if (it == tensors.end()) throw_input("mae checkpoint: tensor {} is missing", name);
-    if (it->second.sizes() != t.sizes()) throw_input("mae checkpoint: tensor {} has shape [{}], the model [{}]", name, fmt::join(it->second.sizes(), ", "), fmt::join(t.sizes(), ", "));
-    t.copy_(it->second);
-  }
+  copy_named_tensors(state_tensors(), tensors, "mae checkpoint");
 }
 
 void MaskedAutoencoder::save_weights(const std::filesystem::path& path, const std::map<std::string, std::string>& metadata) const {

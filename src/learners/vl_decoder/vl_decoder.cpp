@@ -239,16 +239,11 @@ std::vector<MetricSpec> VLDecoder::metrics() const {
   return {{"bleu4", "BLEU-4", "", "", true}, {"rouge_l", "ROUGE-L", "rouge_l", "", true}};
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> VLDecoder::encoder_parameters() const {
-  std::vector<std::pair<std::string, torch::Tensor>> out;  // the ViT's head is never used or saved
-  for (const auto& [name, t] : encoder_->state())
-    if (name.rfind("head.", 0) != 0) out.emplace_back(name, t);
-  return out;
-}
+std::vector<std::pair<std::string, torch::Tensor>> VLDecoder::encoder_parameters() const { return encoder_parameters_without_head(encoder_); }
 
 std::vector<std::pair<std::string, torch::Tensor>> VLDecoder::trainable_parameters() {
   auto out = encoder_parameters();
-  for (const auto& p : decoder_->named_parameters()) out.emplace_back("decoder." + p.key(), p.value());
+  for (auto& p : prefixed_parameters(*decoder_, "decoder.")) out.push_back(p);
   return out;
 }
 
@@ -500,19 +495,12 @@ torch::Tensor VLDecoder::replay_features(const TokenBuffer& buffer, FillMode fil
 std::map<std::string, torch::Tensor> VLDecoder::state_tensors() const {
   std::map<std::string, torch::Tensor> out;
   for (const auto& [name, t] : encoder_parameters()) out[name] = t;
-  for (const auto& p : decoder_->named_parameters()) out["decoder." + p.key()] = p.value();
+  for (const auto& [name, t] : prefixed_parameters(*decoder_, "decoder.")) out[name] = t;
   return out;
 }
 
 void VLDecoder::load_state(const nlohmann::json&, const std::map<std::string, torch::Tensor>& tensors) {
-  torch::NoGradGuard no_grad;
-  for (auto& [name, t] : state_tensors()) {
-    auto it = tensors.find(name);
-    if (it == tensors.end()) throw_input("vl-decoder checkpoint: tensor {} is missing", name);
-    if (it->second.sizes() != t.sizes())
-      throw_input("vl-decoder checkpoint: tensor {} has shape [{}], the model [{}]", name, fmt::join(it->second.sizes(), ", "), fmt::join(t.sizes(), ", "));
-    t.copy_(it->second);
-  }
+  copy_named_tensors(state_tensors(), tensors, "vl-decoder checkpoint");
 }
 
 void VLDecoder::save_weights(const std::filesystem::path& path, const std::map<std::string, std::string>& metadata) const {
