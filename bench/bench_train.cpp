@@ -10,6 +10,7 @@
 #include "cts/attribution/token_selector.hpp"
 #include "cts/core/threads.hpp"
 #include "cts/memory/token_buffer.hpp"
+#include "cts/models/cpu_attention.hpp"
 #include "cts/models/vit.hpp"
 #include "cts/train/optimizer.hpp"
 
@@ -126,16 +127,19 @@ void BM_QuickstartStepPreparation(benchmark::State& state) {
 }
 BENCHMARK(BM_QuickstartStepPreparation)->MinWarmUpTime(0.5)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// The evaluation forward of 2 048 images. state.range(0): batch size; state.range(1) = 1: the
-// evaluation's way (pre-logits by forward_cls, batches as parallel jobs, inference mode);
-// 0: the full forward, batch after batch, torch's intra-op threads (as before issue 23).
+// The evaluation forward of 2 048 images. state.range(0): batch size; state.range(1): 0 = the
+// full forward, batch after batch, torch's intra-op threads (as before issue 23); 1 = the
+// evaluation's way (pre-logits by forward_cls, batches as parallel jobs, inference mode) with
+// attention's products by torch::matmul; 2 = the same with them by the BLAS gemm called
+// directly (models/cpu_attention.hpp, the default).
 void BM_EvalForward(benchmark::State& state) {
-  const int64_t batch = state.range(0), total = 2048;
+  const int64_t batch = state.range(0), total = 2048, mode = state.range(1);
   Setup s("vit_nano_patch4_28", total);
   s.model->eval();
   const int64_t batches = total / batch;
+  set_cpu_attention_enabled(mode == 2);
   for (auto _ : state) {
-    if (state.range(1)) {
+    if (mode > 0) {
       parallel_jobs(batches, [&](int64_t k) {
         c10::InferenceMode im;
         benchmark::DoNotOptimize(s.model->forward_cls(s.x.narrow(0, k * batch, batch)));
@@ -145,10 +149,11 @@ void BM_EvalForward(benchmark::State& state) {
       for (int64_t k = 0; k < batches; ++k) benchmark::DoNotOptimize(s.model->forward(s.x.narrow(0, k * batch, batch)));
     }
   }
+  set_cpu_attention_enabled(true);
   state.SetItemsProcessed(state.iterations() * total);
-  state.SetLabel(state.range(1) ? "forward_cls, parallel jobs" : "full forward");
+  state.SetLabel(mode == 0 ? "full forward" : mode == 1 ? "forward_cls, parallel jobs, torch matmul attention" : "forward_cls, parallel jobs, direct gemm attention");
 }
-BENCHMARK(BM_EvalForward)->Args({512, 0})->Args({512, 1})->Args({64, 0})->Args({64, 1})->MinWarmUpTime(0.5)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_EvalForward)->Args({512, 0})->Args({512, 2})->Args({64, 0})->Args({64, 1})->Args({64, 2})->MinWarmUpTime(0.5)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 }  // namespace cts

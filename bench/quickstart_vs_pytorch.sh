@@ -25,7 +25,11 @@ cts_wall, py_wall = t1 - t0, t2 - t1
 print(json.dumps({
     "threads": int(threads),
     "cts": {"wall_seconds": round(cts_wall, 1), "train_seconds": round(t["train_seconds"], 1),
-            "eval_seconds": round(t["eval_seconds"] + t.get("initial_eval_seconds", 0.0), 1),
+            # evaluation on the run's critical path: the initial model's runs alongside task 0's
+            # training where timing says so (its seconds are then inside train_seconds' span)
+            "eval_seconds": round(t["eval_seconds"] + (0.0 if t.get("initial_eval_alongside_training") else t.get("initial_eval_seconds", 0.0)), 1),
+            "initial_eval_seconds": round(t.get("initial_eval_seconds", 0.0), 1),
+            "initial_eval_alongside_training": bool(t.get("initial_eval_alongside_training", False)),
             "final_average_accuracy": round(m["final_average_accuracy"], 4)},
     "pytorch": {"wall_seconds": round(py_wall, 1), "train_seconds": py["train_seconds"], "eval_seconds": py["eval_seconds"],
                 "final_average_accuracy": py["final_average_accuracy"]},

@@ -3,16 +3,38 @@
 
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <torch/torch.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <thread>
 #include <vector>
 
 namespace cts {
 
+void keep_freed_memory() {
+#ifdef __GLIBC__
+  static const bool done = [] {
+    const char* tunables = std::getenv("GLIBC_TUNABLES");
+    if (tunables && std::strstr(tunables, "glibc.malloc.")) return false;
+    for (const char* v : {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"})
+      if (std::getenv(v)) return false;
+    mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    mallopt(M_TOP_PAD, 64 << 20);
+    return true;
+  }();
+  (void)done;
+#endif
+}
+
 int64_t configure_threads(int64_t threads) {
+  keep_freed_memory();
   const int64_t n = threads > 0 ? threads : std::max<int64_t>(1, std::thread::hardware_concurrency());
   torch::set_num_threads(static_cast<int>(n));
   // openblas_set_num_threads exists only when OpenBLAS is the BLAS in use: look it up.

@@ -1,5 +1,6 @@
 // ViT modules, partial-input embedding, presets and timm-compatible weight I/O.
 #include "cts/models/vit.hpp"
+#include "cts/models/cpu_attention.hpp"
 
 #include <torch/version.h>
 
@@ -185,6 +186,12 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     out = at::scaled_dot_product_attention(q, k, v, mask);  // [B, Hd, N, dh]
   }
 #endif
+  if (!out.defined() && !key_valid.defined() && !probe && !torch::GradMode::is_enabled()) {
+    // CPU inference: the same products without ATen's per-matrix dispatch and copies.
+    const auto slices = qkv_.permute({1, 3, 0, 2, 4});  // [B, N, 3, Hd, dh] again (a view)
+    auto o = cpu_attention(slices.select(2, 0), slices.select(2, 1), slices.select(2, 2), scale);
+    if (o.defined()) return proj(o);
+  }
   if (!out.defined()) {
     auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale;  // [B, Hd, N, N]
     if (probe && probe->key_scale.defined()) {
@@ -208,7 +215,13 @@ MlpImpl::MlpImpl(int64_t dim, int64_t hidden) {
   fc2 = register_module("fc2", torch::nn::Linear(hidden, dim));
 }
 
-torch::Tensor MlpImpl::forward(const torch::Tensor& x) { return fc2(torch::gelu(fc1(x))); }
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  if (!torch::GradMode::is_enabled()) {  // inference: the same values, one buffer fewer
+    auto hidden = fc1(x);
+    return fc2(at::gelu_(hidden));
+  }
+  return fc2(torch::gelu(fc1(x)));
+}
 
 BlockImpl::BlockImpl(const ViTConfig& cfg) {
   auto ln = torch::nn::LayerNormOptions({cfg.embed_dim}).eps(cfg.ln_eps);
@@ -219,6 +232,12 @@ BlockImpl::BlockImpl(const ViTConfig& cfg) {
 }
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& key_valid, AttentionProbe* probe, bool fused) {
+  if (!torch::GradMode::is_enabled()) {
+    // Inference: the residual sums added into the fresh branch outputs (a + x == x + a bit for
+    // bit), sparing two buffers per block.
+    auto h = attn->forward(norm1(x), key_valid, probe, fused).add_(x);  // [B, N, D]
+    return mlp->forward(norm2(h)).add_(h);
+  }
   auto h = x + attn->forward(norm1(x), key_valid, probe, fused);  // [B, N, D]
   return h + mlp->forward(norm2(h));
 }
@@ -231,10 +250,20 @@ torch::Tensor BlockImpl::forward_cls(const torch::Tensor& x) {
   auto part = [&](int64_t start, int64_t rows, const torch::Tensor& in) {
     return torch::linear(in, w.narrow(0, start, rows), b.defined() ? b.narrow(0, start, rows) : torch::Tensor());
   };
-  auto q = part(0, D, n1.narrow(1, 0, 1)).view({B, 1, H, dh}).transpose(1, 2);       // [B, Hd, 1, dh]
-  auto kv = part(D, 2 * D, n1).view({B, N, 2, H, dh}).permute({2, 0, 3, 1, 4});      // [2, B, Hd, N, dh]
-  auto a = torch::softmax(torch::matmul(q, kv[0].transpose(-2, -1)) * attn->scale, -1);  // [B, Hd, 1, N]
-  auto o = torch::matmul(a, kv[1]).transpose(1, 2).reshape({B, 1, D});                // [B, 1, D]
+  auto q_rows = part(0, D, n1.narrow(1, 0, 1)).view({B, 1, H, dh});  // [B, 1, Hd, dh]
+  auto kv_rows = part(D, 2 * D, n1).view({B, N, 2, H, dh});          // [B, N, 2, Hd, dh]
+  torch::Tensor o;
+  if (!torch::GradMode::is_enabled()) o = cpu_attention(q_rows, kv_rows.select(2, 0), kv_rows.select(2, 1), attn->scale);  // [B, 1, D]
+  if (!o.defined()) {
+    auto q = q_rows.transpose(1, 2);                   // [B, Hd, 1, dh]
+    auto kv = kv_rows.permute({2, 0, 3, 1, 4});        // [2, B, Hd, N, dh]
+    auto a = torch::softmax(torch::matmul(q, kv[0].transpose(-2, -1)) * attn->scale, -1);  // [B, Hd, 1, N]
+    o = torch::matmul(a, kv[1]).transpose(1, 2).reshape({B, 1, D});                        // [B, 1, D]
+  }
+  if (!torch::GradMode::is_enabled()) {  // inference, as in forward()
+    auto h = attn->proj(o).add_(x.narrow(1, 0, 1));
+    return mlp->forward(norm2(h)).add_(h);  // [B, 1, D]
+  }
   auto h = x.narrow(1, 0, 1) + attn->proj(o);
   return h + mlp->forward(norm2(h));  // [B, 1, D]
 }

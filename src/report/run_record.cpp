@@ -111,6 +111,7 @@ nlohmann::json RunRecord::to_json() const {
                  {"steps", x.steps}, {"samples", x.samples}});
   j["timing"] = t;
   j["initial_eval_seconds"] = initial_eval_seconds;
+  j["initial_eval_alongside_training"] = initial_eval_alongside_training;
   j["total_seconds"] = total_seconds;
   j["task_classes"] = task_classes;
   j["parameters"] = parameters;
@@ -158,6 +159,7 @@ RunRecord RunRecord::from_json(const nlohmann::json& j) {
     r.timing.push_back(t);
   }
   r.initial_eval_seconds = j.value("initial_eval_seconds", 0.0);
+  r.initial_eval_alongside_training = j.value("initial_eval_alongside_training", false);
   r.total_seconds = j.at("total_seconds");
   r.task_classes = j.at("task_classes").get<std::vector<std::vector<std::string>>>();
   r.device = j.value("device", "");
@@ -237,6 +239,7 @@ nlohmann::json metrics_json(const RunRecord& r, const MemoryFractions& fr) {
   timing["train_seconds"] = train;
   timing["eval_seconds"] = eval;
   timing["initial_eval_seconds"] = r.initial_eval_seconds;
+  timing["initial_eval_alongside_training"] = r.initial_eval_alongside_training;
   timing["selection_seconds"] = sel;
   timing["train_samples_per_second"] = train > 0 ? double(samples) / train : 0.0;
   timing["per_task"] = per_task;
@@ -326,7 +329,8 @@ std::string summary_markdown(const RunRecord& r, const Config& c, const MemoryFr
   }
   o << "Tasks (classes in arrival order):\n\n";
   for (size_t t = 0; t < r.task_classes.size(); ++t) o << "- task " << t << ": " << fmt::format("{}", fmt::join(r.task_classes[t], ", ")) << "\n";
-  o << fmt::format("\nTiming (seconds): initial evaluation {:.1f}; ", r.initial_eval_seconds);
+  o << fmt::format("\nTiming (seconds): initial evaluation {:.1f}{}; ", r.initial_eval_seconds,
+                   r.initial_eval_alongside_training ? " (alongside task 0's training)" : "");
   for (size_t t = 0; t < r.timing.size(); ++t) {
     const auto& x = r.timing[t];
     o << fmt::format("{}task {}: train {:.1f}, eval {:.1f}, selection {:.1f}", t ? "; " : "", t, x.train_seconds, x.eval_seconds, x.selection_seconds);

@@ -171,7 +171,7 @@ class SequentialLoop {
   }
   // Data-parallel runs: the ranks' scores of their test shards combined into the whole test
   // set's (each score is a mean over samples: weighted by the shard's samples of each task).
-  std::vector<TaskScores> evaluate_tasks(int64_t tasks_trained);
+  std::vector<TaskScores> evaluate_tasks(Learner& learner, int64_t tasks_trained);
   // Rank 0's checkpoint (resume) on every rank: the files travel as bytes to a private folder.
   std::optional<CheckpointData> checkpoint_everywhere(bool resuming, std::optional<CheckpointData> ck);
   // Rank 0's buffer (and its selection's counts) on every rank after a task's selection.
@@ -197,7 +197,17 @@ class SequentialLoop {
   std::filesystem::path dir_;
   DatasetSplits data_;
   TaskSplit split_;
+  std::unique_ptr<LearnerContext> lctx_;  // what built learner_ (and builds the initial model's copy)
   std::unique_ptr<Learner> learner_;
+  // The initial model's evaluation alongside task 0's training: signalled when its scores are
+  // in st_.record (a checkpoint written during task 0 waits for them).
+  std::shared_future<void> initial_eval_done_;
+  // Whether the initial evaluation can run on a copy of the model alongside task 0's training.
+  bool initial_eval_alongside() const;
+  // A copy of the learner as it is now (state copied; the global generator untouched).
+  std::unique_ptr<Learner> copy_of_learner() const;
+  // FWT's b_j from the initial model's scores (`init`, one per task).
+  void record_initial_scores(const std::vector<TaskScores>& init, double seconds);
   std::vector<std::string> loss_terms_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<SampleSelector> coreset_;
@@ -272,10 +282,10 @@ void SequentialLoop::setup() {
   }
 
   // The learner.
-  LearnerContext lctx{cfg_.model, cfg_.learners, data_, split_, cfg_.data.name, device_, seed()};
-  lctx.memory_strategy = name_of(cfg_.memory.strategy);
-  lctx.token_drop = configured_drop_rate(st_.fractions);
-  learner_ = make_learner(lctx);
+  lctx_ = std::make_unique<LearnerContext>(LearnerContext{cfg_.model, cfg_.learners, data_, split_, cfg_.data.name, device_, seed()});
+  lctx_->memory_strategy = name_of(cfg_.memory.strategy);
+  lctx_->token_drop = configured_drop_rate(st_.fractions);
+  learner_ = make_learner(*lctx_);
   num_tokens_ = learner_->num_tokens();
   loss_terms_ = learner_->loss_terms();
   st_.loss_sums.assign(loss_terms_.size(), 0.0);
@@ -414,6 +424,7 @@ RunSummary SequentialLoop::run_steps() {
   if (!cfg_.model.weights.empty() && !ck) log({{"event", "weights_loaded"}, {"file", cfg_.model.weights}, {"notes", learner_->weight_notes()}});
 
   int64_t start_task = 0, start_epoch = 0, start_step = 0;
+  std::unique_ptr<Learner> initial_copy;  // the initial model, when evaluated alongside task 0's training
   if (resuming && !ck) {
     con.info("{} has no checkpoint yet (the run stopped before its first one): starting it from the beginning", dir_.string());
     log({{"event", "resume"}, {"task", 0}, {"epoch", 0}, {"step", 0}, {"from_start", true}, {"dropped", dropped}});
@@ -457,18 +468,15 @@ RunSummary SequentialLoop::run_steps() {
       log({{"event", "warning"}, {"key", "train.warmup_steps"}, {"task", t}, {"task_steps", steps}, {"message", text}});
       break;
     }
-    // b_j for FWT: the initial model's scores of every metric some metric takes its FWT from.
-    const auto t0 = Clock::now();
-    const auto init = evaluate_tasks(0);
-    st_.record.initial_eval_seconds = seconds_since(t0);
-    for (const auto& spec : st_.record.metric_specs) {
-      if (spec.fwt_from.empty()) continue;
-      auto& b = st_.record.init_scores[spec.fwt_from];
-      b.clear();
-      for (const auto& task_scores : init) {
-        auto it = task_scores.find(spec.fwt_from);
-        b.push_back(it == task_scores.end() ? NAN : it->second);
-      }
+    // b_j for FWT: the initial model's scores. On a CPU with >= 2 threads they come from a copy
+    // of the initial model, evaluated alongside task 0's training (task 0 has no replay: its
+    // single loss term keeps one thread busy and leaves the others idle).
+    if (initial_eval_alongside()) {
+      initial_copy = copy_of_learner();
+    } else {
+      const auto t0 = Clock::now();
+      const auto init = evaluate_tasks(*learner_, 0);
+      record_initial_scores(init, seconds_since(t0));
     }
   }
 
@@ -479,7 +487,29 @@ RunSummary SequentialLoop::run_steps() {
       learner_->begin_task(t);
       if (record.timing.size() <= size_t(t)) record.timing.resize(size_t(t) + 1);
     }
-    train_task(t, t == start_task ? start_epoch : 0, t == start_task ? start_step : 0);
+    if (initial_copy) {
+      // Job 0: the initial model's evaluation on the copy; job 1: task 0's training. Each runs
+      // single-threaded, as in a run with `threads: 1` (the same numbers).
+      std::promise<void> done;
+      initial_eval_done_ = done.get_future().share();
+      parallel_jobs(2, [&](int64_t k) {
+        if (k == 1) return train_task(t, 0, 0);
+        try {
+          const auto t0 = Clock::now();
+          const auto init = evaluate_tasks(*initial_copy, 0);
+          record_initial_scores(init, seconds_since(t0));
+          record.initial_eval_alongside_training = true;
+        } catch (...) {
+          done.set_value();  // a checkpoint waiting for it goes on; the error is rethrown after both jobs
+          throw;
+        }
+        done.set_value();
+      });
+      initial_copy.reset();
+      initial_eval_done_ = {};
+    } else {
+      train_task(t, t == start_task ? start_epoch : 0, t == start_task ? start_step : 0);
+    }
     if (stopped_) break;
     learner_->end_task(t);
     select_memory(t);
@@ -888,7 +918,7 @@ void SequentialLoop::evaluate(int64_t task) {
   std::vector<TaskScores> scores;
   {
     AutocastScope amp(device_, bf16_);
-    scores = evaluate_tasks(task + 1);
+    scores = evaluate_tasks(*learner_, task + 1);
   }
   auto& record = st_.record;
   record.set_row(task, scores);
@@ -921,10 +951,47 @@ void SequentialLoop::evaluate(int64_t task) {
   log(event);
 }
 
-std::vector<TaskScores> SequentialLoop::evaluate_tasks(int64_t tasks_trained) {
+bool SequentialLoop::initial_eval_alongside() const {
+  return !dist_.active() && !device_.is_cuda() && torch::get_num_threads() >= 2 && split_.num_tasks() > 0;
+}
+
+std::unique_ptr<Learner> SequentialLoop::copy_of_learner() const {
+  // Building modules draws from torch's global generator: put its state back, so that the
+  // copy leaves the run's numbers as they are.
+  auto gen = at::detail::getDefaultCPUGenerator();
+  torch::Tensor rng;
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    rng = gen.get_state();
+  }
+  auto copy = make_learner(*lctx_);
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(rng);
+  }
+  auto tensors = learner_->state_tensors();
+  for (auto& [name, t] : tensors) t = t.detach().clone();
+  copy->load_state(learner_->state_info(), tensors);
+  return copy;
+}
+
+void SequentialLoop::record_initial_scores(const std::vector<TaskScores>& init, double seconds) {
+  st_.record.initial_eval_seconds = seconds;
+  for (const auto& spec : st_.record.metric_specs) {
+    if (spec.fwt_from.empty()) continue;
+    auto& b = st_.record.init_scores[spec.fwt_from];
+    b.clear();
+    for (const auto& task_scores : init) {
+      auto it = task_scores.find(spec.fwt_from);
+      b.push_back(it == task_scores.end() ? NAN : it->second);
+    }
+  }
+}
+
+std::vector<TaskScores> SequentialLoop::evaluate_tasks(Learner& learner, int64_t tasks_trained) {
   const auto tasks = tasks_to_evaluate(tasks_trained, split_.num_tasks());
-  if (!dist_.active()) return learner_->evaluate(*data_.test, tasks_trained, tasks, cfg_.train.eval_batch_size);
-  auto scores = learner_->evaluate(*test_shard_, tasks_trained, tasks, cfg_.train.eval_batch_size);
+  if (!dist_.active()) return learner.evaluate(*data_.test, tasks_trained, tasks, cfg_.train.eval_batch_size);
+  auto scores = learner.evaluate(*test_shard_, tasks_trained, tasks, cfg_.train.eval_batch_size);
   const auto& specs = st_.record.metric_specs;
   const int64_t T = split_.num_tasks(), M = int64_t(specs.size());
   // [task, metric]: Σ samples · score and Σ samples over the ranks whose score is defined.
@@ -1087,6 +1154,7 @@ void SequentialLoop::write_outputs(bool final) {
 
 void SequentialLoop::checkpoint(int64_t task, int64_t epoch, int64_t step, bool task_complete) {
   if (!dist_.is_main()) return;
+  if (initial_eval_done_.valid()) initial_eval_done_.wait();  // the checkpoint carries FWT's b_j
   CheckpointData d;
   d.task = task;
   d.epoch = epoch;

@@ -12,9 +12,18 @@
 
 namespace cts {
 
-// Sets torch's intra-op threads (0 = all cores) and pins OpenBLAS, if loaded, to 1 thread.
-// Returns the number of torch threads.
+// Sets torch's intra-op threads (0 = all cores) and pins OpenBLAS, if loaded, to 1 thread;
+// also keep_freed_memory(). Returns the number of torch threads.
 int64_t configure_threads(int64_t threads);
+
+// glibc's malloc hands buffers of a few MB (a batch's activations) back to the kernel when
+// they are freed and faults fresh zeroed pages in at the next allocation: an evaluation
+// forward spent 13 % of its time in the kernel (505 000 page faults in a 2 s benchmark).
+// Keeping freed memory in the process (mmap threshold 256 MiB, trim threshold 1 GiB, top pad
+// 64 MiB) cuts that to 29 000 and the forward by ~10 % (docs/performance.md). The process
+// keeps its peak heap. Skipped where the user set glibc's malloc tunables or MALLOC_*_
+// variables, and on other C libraries. Idempotent.
+void keep_freed_memory();
 
 // Runs job(0), ..., job(n - 1) on as many threads as torch has intra-op threads (at most n),
 // each job with one intra-op thread, so a job computes exactly what it computes in a run with

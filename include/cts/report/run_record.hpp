@@ -35,6 +35,9 @@ struct RunRecord {
   MemoryStats memory;
   std::vector<TaskTiming> timing;
   double initial_eval_seconds = 0;  // the evaluation of the initial model (FWT's b_j)
+  // Whether it ran on a copy of the initial model alongside task 0's training (CPU, >= 2
+  // threads): then its seconds are not on the run's critical path.
+  bool initial_eval_alongside_training = false;
   double total_seconds = 0;
   std::vector<std::vector<std::string>> task_classes;  // readable class names per task
   std::vector<int64_t> parameters;  // the learner's parameter count after each task done (DyTox grows)

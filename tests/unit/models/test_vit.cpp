@@ -7,6 +7,7 @@
 #include "cts/core/rng.hpp"
 #include "cts/core/safetensors.hpp"
 #include "cts/attribution/explain.hpp"
+#include "cts/models/cpu_attention.hpp"
 #include "cts/models/vit.hpp"
 #include "test_util.hpp"
 
@@ -278,6 +279,66 @@ TEST(ViT, ForwardClsEqualsTheFullForwardAtTheClsToken) {
     std::cout << "qkv bias " << bias << ": max |forward_cls - full| " << diff << "\n";
     EXPECT_LT(diff, 1e-5);
   }
+}
+
+// CPU inference runs attention's two products with the BLAS gemm called directly
+// (models/cpu_attention.hpp): the same numbers as ATen's matmul bit for bit, checked on the
+// shapes cts runs (vit_nano's 50 tokens, a 197-token ViT-B-like layer, the CLS row of
+// forward_cls, a short dropped-token sequence), and against a float64 computation.
+TEST(CpuAttention, EqualsTorchMatmulBitForBitAndAFloat64Reference) {
+  if (!cpu_attention_available()) GTEST_SKIP() << "this BLAS has no sgemm_ symbol: the torch path is used";
+  torch::NoGradGuard no_grad;
+  auto gen = make_generator(5, "cpu_attention_test");
+  struct Shape {
+    int64_t B, M, N, H, dh;
+  };
+  for (const auto& s : std::vector<Shape>{{3, 50, 50, 4, 16}, {2, 197, 197, 3, 64}, {4, 1, 50, 4, 16}, {3, 6, 6, 4, 16}, {2, 1, 6, 4, 16}}) {
+    const int64_t D = s.H * s.dh;
+    // q, k, v as the qkv projection lays them out: [B, N, 3, Hd, dh] (strided slices).
+    auto qkv = torch::randn({s.B, s.N, 3, s.H, s.dh}, gen);
+    auto q = qkv.narrow(1, 0, s.M).select(2, 0), k = qkv.select(2, 1), v = qkv.select(2, 2);
+    const double scale = 1.0 / std::sqrt(double(s.dh));
+    auto torch_path = [&] {
+      auto a = torch::softmax(torch::matmul(q.transpose(1, 2), k.permute({0, 2, 3, 1})) * scale, -1);  // [B, Hd, M, N]
+      return torch::matmul(a, v.transpose(1, 2)).transpose(1, 2).reshape({s.B, s.M, D});
+    };
+    const auto direct = cpu_attention(q, k, v, scale);
+    const std::string what = "B " + std::to_string(s.B) + " M " + std::to_string(s.M) + " N " + std::to_string(s.N) + " dh " + std::to_string(s.dh);
+    if (s.dh * s.M * s.N < 400) {  // ATen's own small-matrix loop: not taken over
+      EXPECT_FALSE(direct.defined()) << what;
+      continue;
+    }
+    ASSERT_TRUE(direct.defined()) << what;
+    EXPECT_TRUE(torch::equal(direct, torch_path())) << what;
+    // softmax(scale q kᵀ) v per sample and head in float64, written out with loops' worth of einsum.
+    auto q64 = q.to(torch::kFloat64), k64 = k.to(torch::kFloat64), v64 = v.to(torch::kFloat64);
+    auto w = torch::softmax(torch::einsum("bmhd,bnhd->bhmn", {q64, k64}) * scale, -1);
+    auto ref = torch::einsum("bhmn,bnhd->bmhd", {w, v64}).reshape({s.B, s.M, D});
+    EXPECT_LT((direct.to(torch::kFloat64) - ref).abs().max().item<double>(), 1e-5) << what;
+  }
+  // Autograd needs the torch path.
+  auto qg = torch::randn({1, 50, 4, 16}).requires_grad_();
+  EXPECT_FALSE(cpu_attention(qg, qg.detach(), qg.detach(), 0.25).defined());
+}
+
+// The model's inference forwards (full and CLS-only; direct attention, in-place residual sums
+// and GELU) give the same bits as the autograd forward, with and without the direct path.
+TEST(CpuAttention, InferenceForwardsEqualTheAutogradForward) {
+  if (!cpu_attention_available()) GTEST_SKIP() << "this BLAS has no sgemm_ symbol: the torch path is used";
+  VisionTransformer m(vit_preset("vit_nano_patch4_28"), 3);
+  m->eval();
+  auto x = m->normalize(torch::randint(0, 256, {7, 1, 28, 28}, torch::kInt64).to(torch::kUInt8));
+  auto full = m->forward(x, {});  // grad mode: the torch ops, out of place
+  ASSERT_TRUE(full.requires_grad());
+  auto cls = m->forward_cls(x);
+  ASSERT_TRUE(cls.requires_grad());
+  c10::InferenceMode inference;
+  for (bool direct : {true, false}) {
+    set_cpu_attention_enabled(direct);
+    EXPECT_TRUE(torch::equal(m->forward(x, {}), full.detach())) << "direct " << direct;
+    EXPECT_TRUE(torch::equal(m->forward_cls(x), cls.detach())) << "direct " << direct;
+  }
+  set_cpu_attention_enabled(true);
 }
 
 TEST(ViT, ResizeHeadKeepsOldRows) {

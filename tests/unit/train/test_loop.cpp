@@ -155,6 +155,44 @@ TEST(Loop, StopAndResumeIsBitIdentical) {
   for (const auto& e : mf.entries) EXPECT_TRUE(torch::equal(mf.at(e.name), mp.at(e.name))) << e.name;
 }
 
+// With 2 threads the loss terms run as parallel jobs and the initial model's evaluation (FWT's
+// b_j) runs on a copy of it alongside task 0's training: the run must equal the 1-thread run
+// bit for bit, also when it is stopped inside task 0 (its checkpoint waits for b_j) and resumed.
+TEST(Loop, TwoThreadsEqualOneAndTheInitialEvaluationRunsAlongsideTaskZero) {
+  TempDir dir;
+  Console::get().set_quiet(true);
+  // A test set large enough that the initial evaluation outlasts the first training step.
+  auto c1 = small_config({"data.test_per_class=400"});
+  c1.train.checkpoint_every = 5;
+  auto c2 = small_config({"threads=2", "data.test_per_class=400"});
+  c2.train.checkpoint_every = 5;
+  RunOptions one;
+  one.out_dir = dir / "one";
+  run_experiment(c1, one);
+  RunOptions two;
+  two.out_dir = dir / "two";
+  run_experiment(c2, two);
+  RunOptions part;
+  part.out_dir = dir / "part";
+  part.stop_after_steps = 1;  // inside task 0's first epoch, while b_j is being computed
+  EXPECT_FALSE(run_experiment(c2, part).completed);
+  RunOptions resume;  // the checkpoint must hold b_j (FWT below would differ without it)
+  resume.resume_dir = dir / "part";
+  EXPECT_TRUE(run_experiment(c2, resume).completed);
+  Console::get().set_quiet(false);
+  auto m1 = read_json(dir / "one" / "metrics.json"), m2 = read_json(dir / "two" / "metrics.json"), mp = read_json(dir / "part" / "metrics.json");
+  EXPECT_FALSE(m1["timing"]["initial_eval_alongside_training"].get<bool>());
+  EXPECT_TRUE(m2["timing"]["initial_eval_alongside_training"].get<bool>());
+  ASSERT_TRUE(m1["fwt"].is_number());
+  for (auto* m : {&m1, &m2, &mp}) m->erase("timing");
+  EXPECT_EQ(m1, m2);
+  EXPECT_EQ(m1, mp);
+  for (const auto* run : {"two", "part"}) {
+    auto a = load_safetensors(dir / "one" / "model.safetensors"), b = load_safetensors(dir / run / "model.safetensors");
+    for (const auto& e : a.entries) EXPECT_TRUE(torch::equal(a.at(e.name), b.at(e.name))) << run << " " << e.name;
+  }
+}
+
 TEST(Loop, CumulativeAndCoresetAndDropFill) {
   TempDir dir;
   Console::get().set_quiet(true);
