@@ -14,7 +14,10 @@
 # what is missing. SEEDS (default 0,1,2) and PARTS (default: all six) narrow a call. The 1 %
 # cells of seeds 1 and 2 that docs/results.md reports ran as their own sweeps (seeds-pre,
 # seeds-scratch: --grid memory.strategy=coreset,core-tokenset --seeds 1,2, with and without the
-# weights; archived with the rest).
+# weights; archived with the rest); so did seeds 1 and 2 of the attribution cells and of the
+# 2 % / 5 % coresets (seeds12-pre-tokens, seeds12-scratch-tokens, seeds12-mae-tokens,
+# seeds12-pre-coreset25, seeds12-scratch-coreset25: the same grids with --seeds 1,2), and the
+# MAE splits at r = 0.5 % (mae-splits-r005, mae-pre-coreset05); docs/results.md has each command.
 set -e
 CTS=${CTS:-build/cts}
 PY=${PY:-/usr/bin/python3}
@@ -26,7 +29,7 @@ PARTS=${PARTS:-"pre-tokenset pre-coreset scratch-tokenset scratch-coreset pre-bo
 W=$RUNS/fmnist-half-a/model.safetensors
 C=configs/pretrained-fmnist-half-b.yaml
 save() {
-  for d in $PARTS seeds-pre seeds-scratch mae-pre; do [ ! -d "$RUNS/$d" ] || $PY tools/results_archive.py save "$RUNS/$d" "$ARCHIVE/$d"; done
+  for d in $PARTS seeds-pre seeds-scratch mae-pre seeds12-pre-tokens seeds12-scratch-tokens seeds12-mae-tokens seeds12-pre-coreset25 seeds12-scratch-coreset25 mae-pre-coreset05; do [ ! -d "$RUNS/$d" ] || $PY tools/results_archive.py save "$RUNS/$d" "$ARCHIVE/$d"; done
   # The pretraining run is a run folder, not a sweep: its records only.
   mkdir -p "$ARCHIVE/fmnist-half-a"
   for f in config.yaml metrics.json summary.md; do [ ! -f "$RUNS/fmnist-half-a/$f" ] || cp "$RUNS/fmnist-half-a/$f" "$ARCHIVE/fmnist-half-a/"; done
