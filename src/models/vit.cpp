@@ -231,15 +231,22 @@ BlockImpl::BlockImpl(const ViTConfig& cfg) {
   mlp = register_module("mlp", Mlp(cfg.embed_dim, static_cast<int64_t>(cfg.embed_dim * cfg.mlp_ratio)));
 }
 
-torch::Tensor BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& key_valid, AttentionProbe* probe, bool fused) {
+namespace {
+// A block's two residual sums after its attention output `a`: h = x + a, h + mlp(norm2(h)).
+// Without autograd the sums are added into the fresh branch outputs (a + x == x + a bit for
+// bit), sparing two buffers per block.
+torch::Tensor residual_tail(BlockImpl& block, const torch::Tensor& x, torch::Tensor a) {
   if (!torch::GradMode::is_enabled()) {
-    // Inference: the residual sums added into the fresh branch outputs (a + x == x + a bit for
-    // bit), sparing two buffers per block.
-    auto h = attn->forward(norm1(x), key_valid, probe, fused).add_(x);  // [B, N, D]
-    return mlp->forward(norm2(h)).add_(h);
+    auto h = a.add_(x);
+    return block.mlp->forward(block.norm2(h)).add_(h);
   }
-  auto h = x + attn->forward(norm1(x), key_valid, probe, fused);  // [B, N, D]
-  return h + mlp->forward(norm2(h));
+  auto h = x + a;
+  return h + block.mlp->forward(block.norm2(h));
+}
+}  // namespace
+
+torch::Tensor BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& key_valid, AttentionProbe* probe, bool fused) {
+  return residual_tail(*this, x, attn->forward(norm1(x), key_valid, probe, fused));  // [B, N, D]
 }
 
 torch::Tensor BlockImpl::forward_cls(const torch::Tensor& x) {
@@ -260,12 +267,7 @@ torch::Tensor BlockImpl::forward_cls(const torch::Tensor& x) {
     auto a = torch::softmax(torch::matmul(q, kv[0].transpose(-2, -1)) * attn->scale, -1);  // [B, Hd, 1, N]
     o = torch::matmul(a, kv[1]).transpose(1, 2).reshape({B, 1, D});                        // [B, 1, D]
   }
-  if (!torch::GradMode::is_enabled()) {  // inference, as in forward()
-    auto h = attn->proj(o).add_(x.narrow(1, 0, 1));
-    return mlp->forward(norm2(h)).add_(h);  // [B, 1, D]
-  }
-  auto h = x.narrow(1, 0, 1) + attn->proj(o);
-  return h + mlp->forward(norm2(h));  // [B, 1, D]
+  return residual_tail(*this, x.narrow(1, 0, 1), attn->proj(o));  // [B, 1, D]
 }
 
 // ------------------------------------------------------------------------ ViT

@@ -206,8 +206,8 @@ class SequentialLoop {
   bool initial_eval_alongside() const;
   // A copy of the learner as it is now (state copied; the global generator untouched).
   std::unique_ptr<Learner> copy_of_learner() const;
-  // FWT's b_j from the initial model's scores (`init`, one per task).
-  void record_initial_scores(const std::vector<TaskScores>& init, double seconds);
+  // FWT's b_j: evaluates `initial` (the initial model or its copy) and records its scores and seconds.
+  void evaluate_initial(Learner& initial);
   std::vector<std::string> loss_terms_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<SampleSelector> coreset_;
@@ -471,13 +471,8 @@ RunSummary SequentialLoop::run_steps() {
     // b_j for FWT: the initial model's scores. On a CPU with >= 2 threads they come from a copy
     // of the initial model, evaluated alongside task 0's training (task 0 has no replay: its
     // single loss term keeps one thread busy and leaves the others idle).
-    if (initial_eval_alongside()) {
-      initial_copy = copy_of_learner();
-    } else {
-      const auto t0 = Clock::now();
-      const auto init = evaluate_tasks(*learner_, 0);
-      record_initial_scores(init, seconds_since(t0));
-    }
+    if (initial_eval_alongside()) initial_copy = copy_of_learner();
+    else evaluate_initial(*learner_);
   }
 
   auto& record = st_.record;
@@ -495,9 +490,7 @@ RunSummary SequentialLoop::run_steps() {
       parallel_jobs(2, [&](int64_t k) {
         if (k == 1) return train_task(t, 0, 0);
         try {
-          const auto t0 = Clock::now();
-          const auto init = evaluate_tasks(*initial_copy, 0);
-          record_initial_scores(init, seconds_since(t0));
+          evaluate_initial(*initial_copy);
           record.initial_eval_alongside_training = true;
         } catch (...) {
           done.set_value();  // a checkpoint waiting for it goes on; the error is rethrown after both jobs
@@ -975,8 +968,10 @@ std::unique_ptr<Learner> SequentialLoop::copy_of_learner() const {
   return copy;
 }
 
-void SequentialLoop::record_initial_scores(const std::vector<TaskScores>& init, double seconds) {
-  st_.record.initial_eval_seconds = seconds;
+void SequentialLoop::evaluate_initial(Learner& initial) {
+  const auto t0 = Clock::now();
+  const auto init = evaluate_tasks(initial, 0);
+  st_.record.initial_eval_seconds = seconds_since(t0);
   for (const auto& spec : st_.record.metric_specs) {
     if (spec.fwt_from.empty()) continue;
     auto& b = st_.record.init_scores[spec.fwt_from];
